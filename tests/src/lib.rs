@@ -1,1 +1,8 @@
+//! End-to-end tests of the whole system on real Kafka and RedisTimeSeries.
+//!
+//! - [`fixture`]: the one place that starts the services (through `scripts/stack up`), pins
+//!   their versions and hands each test its own topics and key prefix.
+//! - [`topic`]: reading back what was really sent to, or written by, a topic.
 
+pub mod fixture;
+pub mod topic;

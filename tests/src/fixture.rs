@@ -1,0 +1,195 @@
+//! Services for tests: real Apache Kafka (KRaft) and Redis Stack with RedisTimeSeries.
+//!
+//! Versions are pinned in `scripts/versions.env`; `scripts/stack up` installs what is missing
+//! and starts both, idempotently. [`services`] calls it once per test binary when a service
+//! does not answer, so `cargo test` works on its own as well as under `scripts/test`.
+//!
+//! Each test takes a [`TestScope`]: its own topic names and Redis key prefix, deleted again
+//! when the scope is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+pub const DEFAULT_KAFKA_BOOTSTRAP: &str = "127.0.0.1:19092";
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379";
+
+/// Where the running services are.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub kafka_bootstrap: String,
+    pub redis_url: String,
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// Folder of the built plugins (`scripts/build-plugins`).
+pub fn plugin_dir() -> PathBuf {
+    std::env::var_os("IOT_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/plugins"))
+}
+
+/// The running services, started on first use if they do not answer.
+pub fn services() -> &'static Services {
+    static SERVICES: OnceLock<Services> = OnceLock::new();
+    SERVICES.get_or_init(|| {
+        let services = Services {
+            kafka_bootstrap: std::env::var("KAFKA_BOOTSTRAP")
+                .unwrap_or_else(|_| DEFAULT_KAFKA_BOOTSTRAP.to_owned()),
+            redis_url: std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_owned()),
+        };
+        if !kafka_answers(&services.kafka_bootstrap) || !redis_answers(&services.redis_url) {
+            start_stack();
+            assert!(
+                kafka_answers(&services.kafka_bootstrap),
+                "Kafka does not answer at {} after `scripts/stack up`; see .stack/kafka.log",
+                services.kafka_bootstrap
+            );
+            assert!(
+                redis_answers(&services.redis_url),
+                "Redis does not answer at {} after `scripts/stack up`; see .stack/redis.log",
+                services.redis_url
+            );
+        }
+        services
+    })
+}
+
+fn start_stack() {
+    let script = repo_root().join("scripts/stack");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg("up")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(status.success(), "`scripts/stack up` failed ({status}); its output above says what is missing");
+}
+
+fn kafka_answers(bootstrap: &str) -> bool {
+    let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).create();
+    match consumer {
+        Ok(c) => {
+            use rdkafka::consumer::Consumer;
+            c.fetch_metadata(None, Duration::from_secs(3)).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+fn redis_answers(url: &str) -> bool {
+    let Ok(client) = redis::Client::open(url) else { return false };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return false };
+    redis::cmd("PING").query::<String>(&mut conn).is_ok()
+}
+
+/// A test's own names: topics `<id>.<name>` and the Redis key prefix `<id>:`.
+/// Dropping it deletes the topics and every key under the prefix.
+pub struct TestScope {
+    pub id: String,
+    pub services: Services,
+    topics: Vec<String>,
+}
+
+impl TestScope {
+    /// A fresh scope named after the test (`name` should be the test function's name).
+    pub fn new(name: &str) -> TestScope {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let id = format!("t{}-{}-{n}-{nanos:x}", std::process::id(), name.replace('_', "-"));
+        TestScope { id, services: services().clone(), topics: Vec::new() }
+    }
+
+    /// The Redis key prefix of this test.
+    pub fn key_prefix(&self) -> String {
+        format!("{}:", self.id)
+    }
+
+    /// A topic name of this test.
+    pub fn topic_name(&self, name: &str) -> String {
+        format!("{}.{name}", self.id)
+    }
+
+    /// Creates a topic of this test (deleted when the scope drops) and returns its name.
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> String {
+        let topic = self.topic_name(name);
+        let admin = admin(&self.services.kafka_bootstrap);
+        let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+            .await
+            .expect("create_topics call failed");
+        for r in results {
+            if let Err((t, e)) = r {
+                panic!("cannot create topic {t}: {e}");
+            }
+        }
+        self.topics.push(topic.clone());
+        topic
+    }
+
+    pub fn redis(&self) -> redis::Client {
+        redis::Client::open(self.services.redis_url.as_str()).expect("REDIS_URL is a valid URL")
+    }
+
+    pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
+        self.redis().get_multiplexed_async_connection().await.expect("Redis connection")
+    }
+}
+
+fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("Kafka admin client")
+}
+
+impl Drop for TestScope {
+    fn drop(&mut self) {
+        if std::env::var_os("IOT_KEEP_TEST_DATA").is_some() {
+            eprintln!("keeping test data of {} (IOT_KEEP_TEST_DATA is set)", self.id);
+            return;
+        }
+        delete_keys(&self.services.redis_url, &self.key_prefix());
+        if !self.topics.is_empty() {
+            delete_topics(&self.services.kafka_bootstrap, &self.topics);
+        }
+    }
+}
+
+fn delete_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else { return };
+    let Ok(mut conn) = client.get_connection() else { return };
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn).unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+    }
+}
+
+fn delete_topics(bootstrap: &str, topics: &[String]) {
+    // Drop may run outside a runtime: use a small one of our own.
+    let topics = topics.to_vec();
+    let bootstrap = bootstrap.to_owned();
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let _ = admin(&bootstrap).delete_topics(&refs, &AdminOptions::new()).await;
+        });
+    })
+    .join();
+}
