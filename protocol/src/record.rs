@@ -116,7 +116,10 @@ pub struct ParseError {
 
 impl ParseError {
     fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
-        ParseError { reason, detail: detail.into() }
+        ParseError {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -130,11 +133,17 @@ pub fn parse_record<'a>(
     if payload.len() > max_bytes {
         return Err(ParseError::new(
             DeadLetterReason::Oversized,
-            format!("record is {} bytes, the limit is {max_bytes}", payload.len()),
+            format!(
+                "record is {} bytes, the limit is {max_bytes}",
+                payload.len()
+            ),
         ));
     }
     let text = std::str::from_utf8(payload).map_err(|e| {
-        ParseError::new(DeadLetterReason::NotParseable, format!("not UTF-8 text: {e}"))
+        ParseError::new(
+            DeadLetterReason::NotParseable,
+            format!("not UTF-8 text: {e}"),
+        )
     })?;
     let trimmed = text.trim();
     if trimmed.starts_with('{') {
@@ -160,9 +169,17 @@ fn parse_json(text: &str) -> Result<Reading<'_>, ParseError> {
     let ts_ms = parse_timestamp(&record.ts)?;
     let value = check_finite(record.value)?;
     if record.site.is_empty() {
-        return Err(ParseError::new(DeadLetterReason::MissingField, "field `site` is empty"));
+        return Err(ParseError::new(
+            DeadLetterReason::MissingField,
+            "field `site` is empty",
+        ));
     }
-    Ok(Reading { site: record.site, sensor, ts_ms, value })
+    Ok(Reading {
+        site: record.site,
+        sensor,
+        ts_ms,
+        value,
+    })
 }
 
 /// `SENSOR YYYY-MM-DD HH:MM:SS VALUE` (also accepts `SENSOR <RFC 3339> VALUE`).
@@ -187,10 +204,18 @@ fn parse_line<'a>(text: &'a str, default_site: &'a str) -> Result<Reading<'a>, P
         TimestampText::Single(ts) => parse_timestamp(ts)?,
     };
     let value: f64 = value.parse().map_err(|_| {
-        ParseError::new(DeadLetterReason::NotParseable, format!("value {value:?} is not a number"))
+        ParseError::new(
+            DeadLetterReason::NotParseable,
+            format!("value {value:?} is not a number"),
+        )
     })?;
     let value = check_finite(value)?;
-    Ok(Reading { site: Cow::Borrowed(default_site), sensor, ts_ms, value })
+    Ok(Reading {
+        site: Cow::Borrowed(default_site),
+        sensor,
+        ts_ms,
+        value,
+    })
 }
 
 enum TimestampText<'a> {
@@ -199,15 +224,19 @@ enum TimestampText<'a> {
 }
 
 fn parse_sensor(name: &str) -> Result<Sensor, ParseError> {
-    name.parse()
-        .map_err(|e: crate::sensor::UnknownSensor| ParseError::new(DeadLetterReason::UnknownSensor, e.to_string()))
+    name.parse().map_err(|e: crate::sensor::UnknownSensor| {
+        ParseError::new(DeadLetterReason::UnknownSensor, e.to_string())
+    })
 }
 
 fn check_finite(value: f64) -> Result<f64, ParseError> {
     if value.is_finite() {
         Ok(value)
     } else {
-        Err(ParseError::new(DeadLetterReason::NonFiniteValue, format!("value {value} is not finite")))
+        Err(ParseError::new(
+            DeadLetterReason::NonFiniteValue,
+            format!("value {value} is not finite"),
+        ))
     }
 }
 
@@ -234,7 +263,10 @@ fn parse_date_and_time(date: &str, time: &str) -> Result<i64, ParseError> {
 fn bad_timestamp(text: &str) -> ParseError {
     ParseError::new(
         DeadLetterReason::BadTimestamp,
-        format!("timestamp {:?} is not RFC 3339 nor `YYYY-MM-DD HH:MM:SS` (UTC)", truncate(text, 60)),
+        format!(
+            "timestamp {:?} is not RFC 3339 nor `YYYY-MM-DD HH:MM:SS` (UTC)",
+            truncate(text, 60)
+        ),
     )
 }
 
@@ -254,7 +286,9 @@ mod tests {
     const JAN_1_0015: i64 = 1_577_837_700_000; // 2020-01-01T00:15:00Z
 
     fn reason_of(payload: &str) -> DeadLetterReason {
-        parse_record(payload.as_bytes(), SITE, MAX).unwrap_err().reason
+        parse_record(payload.as_bytes(), SITE, MAX)
+            .unwrap_err()
+            .reason
     }
 
     #[test]
@@ -265,24 +299,48 @@ mod tests {
             MAX,
         )
         .unwrap();
-        assert_eq!(r, Reading { site: "s1".into(), sensor: Sensor::TH1, ts_ms: JAN_1_0015, value: 12.4 });
+        assert_eq!(
+            r,
+            Reading {
+                site: "s1".into(),
+                sensor: Sensor::TH1,
+                ts_ms: JAN_1_0015,
+                value: 12.4
+            }
+        );
     }
 
     #[test]
     fn line_record_takes_the_default_site_and_utc() {
         let r = parse_record(b"TH1 2020-01-01 00:15:00 12.4", SITE, MAX).unwrap();
-        assert_eq!(r, Reading { site: SITE.into(), sensor: Sensor::TH1, ts_ms: JAN_1_0015, value: 12.4 });
+        assert_eq!(
+            r,
+            Reading {
+                site: SITE.into(),
+                sensor: Sensor::TH1,
+                ts_ms: JAN_1_0015,
+                value: 12.4
+            }
+        );
     }
 
     #[test]
     fn timestamp_without_offset_is_utc_and_offsets_are_honoured() {
         assert_eq!(parse_timestamp("2020-01-01T00:15:00").unwrap(), JAN_1_0015);
-        assert_eq!(parse_timestamp("2020-01-01T01:15:00+01:00").unwrap(), JAN_1_0015);
+        assert_eq!(
+            parse_timestamp("2020-01-01T01:15:00+01:00").unwrap(),
+            JAN_1_0015
+        );
     }
 
     #[test]
     fn json_round_trips_through_to_json() {
-        let r = Reading { site: "s9".into(), sensor: Sensor::Mov1, ts_ms: JAN_1_0015 + 1234, value: 1.0 };
+        let r = Reading {
+            site: "s9".into(),
+            sensor: Sensor::Mov1,
+            ts_ms: JAN_1_0015 + 1234,
+            value: 1.0,
+        };
         let json = r.to_json();
         assert_eq!(parse_record(json.as_bytes(), SITE, MAX).unwrap(), r);
     }
@@ -291,13 +349,22 @@ mod tests {
     fn every_bad_record_gets_its_reason() {
         assert_eq!(reason_of("hello world"), DeadLetterReason::NotParseable);
         assert_eq!(reason_of("{not json"), DeadLetterReason::NotParseable);
-        assert_eq!(reason_of(r#"{"site":"s1","sensor":"TH1","value":1}"#), DeadLetterReason::MissingField);
+        assert_eq!(
+            reason_of(r#"{"site":"s1","sensor":"TH1","value":1}"#),
+            DeadLetterReason::MissingField
+        );
         assert_eq!(
             reason_of(r#"{"site":"s1","sensor":"XX9","ts":"2020-01-01T00:15:00Z","value":1}"#),
             DeadLetterReason::UnknownSensor
         );
-        assert_eq!(reason_of("TH1 2020-01-01 00:15:00 NaN"), DeadLetterReason::NonFiniteValue);
-        assert_eq!(reason_of("TH1 2020-01-01 00:15:00 inf"), DeadLetterReason::NonFiniteValue);
+        assert_eq!(
+            reason_of("TH1 2020-01-01 00:15:00 NaN"),
+            DeadLetterReason::NonFiniteValue
+        );
+        assert_eq!(
+            reason_of("TH1 2020-01-01 00:15:00 inf"),
+            DeadLetterReason::NonFiniteValue
+        );
         assert_eq!(
             reason_of(r#"{"site":"s1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":1e999}"#),
             DeadLetterReason::NonFiniteValue
@@ -306,7 +373,10 @@ mod tests {
             reason_of(r#"{"site":"s1","sensor":"TH1","ts":"yesterday","value":1}"#),
             DeadLetterReason::BadTimestamp
         );
-        assert_eq!(reason_of("TH1 2020-13-01 00:15:00 1"), DeadLetterReason::BadTimestamp);
+        assert_eq!(
+            reason_of("TH1 2020-13-01 00:15:00 1"),
+            DeadLetterReason::BadTimestamp
+        );
         assert_eq!(reason_of(&"x".repeat(MAX + 1)), DeadLetterReason::Oversized);
     }
 }

@@ -15,8 +15,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] =
-        [Kind::Raw, Kind::AggDay, Kind::AggDayDiff, Kind::AggDayRest, Kind::LateAccepted, Kind::LateRej];
+    pub const ALL: [Kind; 6] = [
+        Kind::Raw,
+        Kind::AggDay,
+        Kind::AggDayDiff,
+        Kind::AggDayRest,
+        Kind::LateAccepted,
+        Kind::LateRej,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -51,7 +57,11 @@ pub struct SeriesName {
 
 impl SeriesName {
     pub fn new(site: impl Into<String>, sensor: impl Into<String>, kind: Kind) -> Self {
-        SeriesName { site: site.into(), sensor: sensor.into(), kind }
+        SeriesName {
+            site: site.into(),
+            sensor: sensor.into(),
+            kind,
+        }
     }
 
     /// The Redis key: `<prefix><site>:<sensor>:<kind>`, e.g. `iot:s1:TH1:raw`.

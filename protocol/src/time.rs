@@ -37,7 +37,10 @@ mod tests {
     fn a_reading_at_midnight_closes_the_day_before() {
         assert_eq!(interval_end_window_end(JAN_1 + DAY_MS), JAN_1 + DAY_MS);
         assert_eq!(interval_end_window_end(JAN_1 + STEP_MS), JAN_1 + DAY_MS);
-        assert_eq!(interval_end_window_end(JAN_1 + DAY_MS + 1), JAN_1 + 2 * DAY_MS);
+        assert_eq!(
+            interval_end_window_end(JAN_1 + DAY_MS + 1),
+            JAN_1 + 2 * DAY_MS
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub struct Services {
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// Folder of the built plugins (`scripts/build-plugins`).
@@ -72,12 +75,16 @@ fn start_stack() {
         .arg("up")
         .status()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(status.success(), "`scripts/stack up` failed ({status}); its output above says what is missing");
+    assert!(
+        status.success(),
+        "`scripts/stack up` failed ({status}); its output above says what is missing"
+    );
 }
 
 fn kafka_answers(bootstrap: &str) -> bool {
-    let consumer: Result<rdkafka::consumer::BaseConsumer, _> =
-        ClientConfig::new().set("bootstrap.servers", bootstrap).create();
+    let consumer: Result<rdkafka::consumer::BaseConsumer, _> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create();
     match consumer {
         Ok(c) => {
             use rdkafka::consumer::Consumer;
@@ -88,8 +95,12 @@ fn kafka_answers(bootstrap: &str) -> bool {
 }
 
 fn redis_answers(url: &str) -> bool {
-    let Ok(client) = redis::Client::open(url) else { return false };
-    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else { return false };
+    let Ok(client) = redis::Client::open(url) else {
+        return false;
+    };
+    let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return false;
+    };
     redis::cmd("PING").query::<String>(&mut conn).is_ok()
 }
 
@@ -110,8 +121,16 @@ impl TestScope {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let id = format!("t{}-{}-{n}-{nanos:x}", std::process::id(), name.replace('_', "-"));
-        TestScope { id, services: services().clone(), topics: Vec::new() }
+        let id = format!(
+            "t{}-{}-{n}-{nanos:x}",
+            std::process::id(),
+            name.replace('_', "-")
+        );
+        TestScope {
+            id,
+            services: services().clone(),
+            topics: Vec::new(),
+        }
     }
 
     /// The Redis key prefix of this test.
@@ -130,7 +149,10 @@ impl TestScope {
         let admin = admin(&self.services.kafka_bootstrap);
         let new = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
         let results = admin
-            .create_topics([&new], &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+            .create_topics(
+                [&new],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
             .await
             .expect("create_topics call failed");
         for r in results {
@@ -147,7 +169,10 @@ impl TestScope {
     }
 
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
-        self.redis().get_multiplexed_async_connection().await.expect("Redis connection")
+        self.redis()
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis connection")
     }
 }
 
@@ -161,7 +186,10 @@ fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 impl Drop for TestScope {
     fn drop(&mut self) {
         if std::env::var_os("IOT_KEEP_TEST_DATA").is_some() {
-            eprintln!("keeping test data of {} (IOT_KEEP_TEST_DATA is set)", self.id);
+            eprintln!(
+                "keeping test data of {} (IOT_KEEP_TEST_DATA is set)",
+                self.id
+            );
             return;
         }
         delete_keys(&self.services.redis_url, &self.key_prefix());
@@ -172,9 +200,16 @@ impl Drop for TestScope {
 }
 
 fn delete_keys(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut conn) = client.get_connection() else { return };
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query(&mut conn).unwrap_or_default();
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default();
     for chunk in keys.chunks(500) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
     }
@@ -185,10 +220,15 @@ fn delete_topics(bootstrap: &str, topics: &[String]) {
     let topics = topics.to_vec();
     let bootstrap = bootstrap.to_owned();
     let _ = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-            let _ = admin(&bootstrap).delete_topics(&refs, &AdminOptions::new()).await;
+            let _ = admin(&bootstrap)
+                .delete_topics(&refs, &AdminOptions::new())
+                .await;
         });
     })
     .join();

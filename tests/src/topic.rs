@@ -41,7 +41,11 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<TopicRecord> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("topic metadata");
-    let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let partitions: Vec<i32> = metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
     let mut records = Vec::new();
     for partition in partitions {
         let (low, high) = consumer
@@ -51,12 +55,16 @@ pub fn read_all(bootstrap: &str, topic: &str) -> Vec<TopicRecord> {
             continue;
         }
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(low)).unwrap();
+        tpl.add_partition_offset(topic, partition, rdkafka::Offset::Offset(low))
+            .unwrap();
         consumer.assign(&tpl).expect("assign partition");
         let mut next = low;
         let deadline = std::time::Instant::now() + Duration::from_secs(120);
         while next < high {
-            assert!(std::time::Instant::now() < deadline, "timed out reading {topic}/{partition}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out reading {topic}/{partition}"
+            );
             match consumer.poll(Duration::from_millis(500)) {
                 Some(Ok(m)) => {
                     next = m.offset() + 1;

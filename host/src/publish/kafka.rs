@@ -1,0 +1,114 @@
+//! Kafka publisher for the output topics.
+//!
+//! Guarantees: at least once. Each batch's records are acknowledged by the broker before
+//! the batch's samples and checkpoint are committed to the store; a crash in between
+//! replays the batch and publishes its records again. `aggregates` is keyed by
+//! `<series key>@<ts>`, so a consumer treating it as an upsert log sees the same final
+//! values; the idempotent producer keeps each partition's order through retries.
+//!
+//! Duties of the caller: await `publish` before committing the batch elsewhere.
+//!
+//! Partitioning: by record key (the default partitioner): aggregates by series and day,
+//! late-rejected by site, dead-letter by the original key.
+//!
+//! Errors: delivery failures are retried by librdkafka until `message.timeout.ms`; a record
+//! that still fails is retried by this publisher with backoff, so the host waits for Kafka
+//! to come back rather than lose a record.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures_util::future::join_all;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::Publisher;
+use crate::engine::{OutRecord, OutTopic};
+
+#[derive(Debug, Clone)]
+pub struct TopicNames {
+    pub aggregates: String,
+    pub late_rejected: String,
+    pub dead_letter: String,
+    pub plugin_errors: String,
+}
+
+impl Default for TopicNames {
+    fn default() -> Self {
+        TopicNames {
+            aggregates: "aggregates".into(),
+            late_rejected: "late-rejected".into(),
+            dead_letter: "dead-letter".into(),
+            plugin_errors: "plugin-errors".into(),
+        }
+    }
+}
+
+impl TopicNames {
+    fn of(&self, topic: OutTopic) -> &str {
+        match topic {
+            OutTopic::Aggregates => &self.aggregates,
+            OutTopic::LateRejected => &self.late_rejected,
+            OutTopic::DeadLetter => &self.dead_letter,
+            OutTopic::PluginErrors => &self.plugin_errors,
+        }
+    }
+}
+
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    topics: TopicNames,
+}
+
+impl KafkaPublisher {
+    pub fn connect(bootstrap: &str, topics: TopicNames) -> anyhow::Result<KafkaPublisher> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.timeout.ms", "30000")
+            .create()
+            .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))?;
+        Ok(KafkaPublisher { producer, topics })
+    }
+
+    async fn send_all(&self, records: &[&OutRecord]) -> Vec<usize> {
+        let sends = records.iter().map(|r| {
+            let mut record = FutureRecord::to(self.topics.of(r.topic)).payload(r.value.as_str());
+            if let Some(key) = &r.key {
+                record = record.key(key.as_str());
+            }
+            self.producer.send(record, Duration::from_secs(30))
+        });
+        join_all(sends)
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, result)| match result {
+                Ok(_) => None,
+                Err((e, _)) => {
+                    tracing::warn!("Kafka delivery failed, will retry: {e}");
+                    Some(i)
+                }
+            })
+            .collect()
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    async fn publish(&mut self, records: &[OutRecord]) -> anyhow::Result<()> {
+        let mut pending: Vec<&OutRecord> = records.iter().collect();
+        let mut delay = Duration::from_millis(200);
+        while !pending.is_empty() {
+            let failed = self.send_all(&pending).await;
+            if failed.is_empty() {
+                break;
+            }
+            pending = failed.into_iter().map(|i| pending[i]).collect();
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        Ok(())
+    }
+}

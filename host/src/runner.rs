@@ -1,0 +1,103 @@
+//! The loop that wires the engine to its source and sinks, batch by batch:
+//! read records → engine → publish topic records (acked) → commit samples and checkpoints
+//! to the store (one transaction) → commit source offsets.
+
+use std::time::{Duration, Instant};
+
+use crate::engine::{Engine, Stats};
+use crate::publish::Publisher;
+use crate::source::{Source, SourceEvent};
+use crate::store::Store;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub max_batch: usize,
+    /// Return once every assigned partition is read to its end (tests, benches, backfills).
+    pub exit_when_caught_up: bool,
+    /// Log a progress line this often.
+    pub log_every: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { max_batch: 5000, exit_when_caught_up: false, log_every: Duration::from_secs(10) }
+    }
+}
+
+/// Runs until the source ends, the shutdown future resolves, or (optionally) the source is
+/// caught up. Returns the engine's counters.
+pub async fn run<S: Source, T: Store, P: Publisher>(
+    engine: &mut Engine,
+    source: &mut S,
+    store: &mut T,
+    publisher: &mut P,
+    options: &RunOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Stats> {
+    tokio::pin!(shutdown);
+    let mut last_log = Instant::now();
+    loop {
+        let event = tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                tracing::info!("shutting down: the last batch is stored and its offsets committed");
+                break;
+            }
+            event = source.next(options.max_batch) => event?,
+        };
+        match event {
+            SourceEvent::Records(records) => {
+                for partition in unknown_partitions(engine, &records) {
+                    let checkpoint = store.load_checkpoint(partition).await?;
+                    if let Some(cp) = &checkpoint {
+                        tracing::info!(partition, next_offset = cp.next_offset, sites = cp.sites.len(), "resuming partition from its checkpoint");
+                    }
+                    engine.restore_partition(partition, checkpoint)?;
+                }
+                for record in &records {
+                    engine.process(record);
+                }
+                let effects = engine.finish_batch();
+                publisher.publish(&effects.records).await?;
+                store.commit(&effects).await?;
+                let offsets: Vec<(i32, i64)> = effects.checkpoints.iter().map(|c| (c.partition, c.next_offset)).collect();
+                source.commit(&offsets).await?;
+            }
+            SourceEvent::Revoked(partitions) => engine.forget_partitions(&partitions),
+            SourceEvent::CaughtUp => {
+                if options.exit_when_caught_up {
+                    tracing::info!("caught up with every assigned partition");
+                    break;
+                }
+            }
+            SourceEvent::End => break,
+        }
+        if last_log.elapsed() >= options.log_every {
+            log_progress(engine.stats());
+            last_log = Instant::now();
+        }
+    }
+    log_progress(engine.stats());
+    Ok(engine.stats().clone())
+}
+
+fn unknown_partitions(engine: &Engine, records: &[crate::engine::SourceRecord]) -> Vec<i32> {
+    let mut partitions: Vec<i32> = records.iter().map(|r| r.partition).filter(|&p| !engine.knows_partition(p)).collect();
+    partitions.sort_unstable();
+    partitions.dedup();
+    partitions
+}
+
+fn log_progress(stats: &Stats) {
+    tracing::info!(
+        records = stats.records,
+        on_time = stats.on_time,
+        late_accepted = stats.late_accepted,
+        late_rejected = stats.late_rejected,
+        dead_letters = stats.dead_letter_total(),
+        outputs = stats.outputs_emitted,
+        plugin_errors = stats.plugin_errors,
+        skipped_replayed = stats.skipped_replayed,
+        "progress"
+    );
+}

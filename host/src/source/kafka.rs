@@ -1,0 +1,193 @@
+//! The Kafka source: one member of a consumer group on the readings topic.
+//!
+//! Offsets are committed to Kafka only after the batch is durable in the store; the store's
+//! checkpoint is the source of truth (the engine skips records below it), so a commit lost
+//! in a crash costs a re-read, never a double count.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{Source, SourceEvent};
+use crate::engine::SourceRecord;
+
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    pub bootstrap: String,
+    pub group: String,
+    pub topic: String,
+    /// How long to wait for more records once the first of a batch arrived.
+    pub batch_linger: Duration,
+}
+
+#[derive(Default)]
+struct RebalanceLog {
+    revoked: Vec<i32>,
+    assigned: HashSet<i32>,
+}
+
+struct GroupContext {
+    log: Arc<Mutex<RebalanceLog>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut log = self.log.lock().expect("rebalance log");
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                for p in tpl.elements() {
+                    log.revoked.push(p.partition());
+                    log.assigned.remove(&p.partition());
+                }
+                tracing::info!(partitions = ?tpl.elements().iter().map(|p| p.partition()).collect::<Vec<_>>(), "partitions revoked");
+            }
+            Rebalance::Assign(tpl) => {
+                for p in tpl.elements() {
+                    log.assigned.insert(p.partition());
+                }
+                tracing::info!(partitions = ?tpl.elements().iter().map(|p| p.partition()).collect::<Vec<_>>(), "partitions assigned");
+            }
+            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
+        }
+    }
+}
+
+pub struct KafkaSource {
+    consumer: StreamConsumer<GroupContext>,
+    config: KafkaSourceConfig,
+    log: Arc<Mutex<RebalanceLog>>,
+    /// Assigned partitions read to their end since their last record.
+    at_end: HashSet<i32>,
+}
+
+impl KafkaSource {
+    pub fn connect(config: KafkaSourceConfig) -> anyhow::Result<KafkaSource> {
+        let log = Arc::new(Mutex::new(RebalanceLog::default()));
+        let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.bootstrap)
+            .set("group.id", &config.group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("fetch.min.bytes", "1")
+            .set("queued.min.messages", "20000")
+            .create_with_context(GroupContext { log: log.clone() })
+            .with_context(|| format!("cannot create a Kafka consumer for {}", config.bootstrap))?;
+        consumer
+            .subscribe(&[&config.topic])
+            .with_context(|| format!("cannot subscribe to topic {:?}", config.topic))?;
+        Ok(KafkaSource { consumer, config, log, at_end: HashSet::new() })
+    }
+
+    fn take_revoked(&mut self) -> Vec<i32> {
+        std::mem::take(&mut self.log.lock().expect("rebalance log").revoked)
+    }
+
+    fn caught_up(&self) -> bool {
+        let log = self.log.lock().expect("rebalance log");
+        !log.assigned.is_empty() && log.assigned.iter().all(|p| self.at_end.contains(p))
+    }
+
+}
+
+fn push(at_end: &mut HashSet<i32>, records: &mut Vec<SourceRecord>, message: &rdkafka::message::BorrowedMessage<'_>) {
+    at_end.remove(&message.partition());
+    records.push(SourceRecord {
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().unwrap_or_default().to_vec(),
+    });
+}
+
+impl Source for KafkaSource {
+    async fn next(&mut self, max: usize) -> anyhow::Result<SourceEvent> {
+        let revoked = self.take_revoked();
+        if !revoked.is_empty() {
+            for p in &revoked {
+                self.at_end.remove(p);
+            }
+            return Ok(SourceEvent::Revoked(revoked));
+        }
+        let mut records = Vec::with_capacity(max.min(4096));
+        // Wait for the first record (or an end-of-partition notice), then take what is
+        // already there, up to `max`, lingering briefly so batches are worth a round trip.
+        loop {
+            let waited = tokio::time::timeout(Duration::from_millis(500), self.consumer.recv()).await;
+            match waited {
+                Err(_) => {
+                    if self.caught_up() {
+                        return Ok(SourceEvent::CaughtUp);
+                    }
+                    if !self.take_revoked_peek() {
+                        continue;
+                    }
+                    return Ok(SourceEvent::Revoked(self.take_revoked()));
+                }
+                Ok(Ok(message)) => {
+                    push(&mut self.at_end, &mut records, &message);
+                    break;
+                }
+                Ok(Err(KafkaError::PartitionEOF(p))) => {
+                    self.at_end.insert(p);
+                    if self.caught_up() {
+                        return Ok(SourceEvent::CaughtUp);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("Kafka consumer error (retrying): {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.batch_linger;
+        while records.len() < max {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Ok(message)) => push(&mut self.at_end, &mut records, &message),
+                Ok(Err(KafkaError::PartitionEOF(p))) => {
+                    self.at_end.insert(p);
+                    if self.caught_up() {
+                        break;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("Kafka consumer error: {e}");
+                    break;
+                }
+            }
+        }
+        Ok(SourceEvent::Records(records))
+    }
+
+    async fn commit(&mut self, next_offsets: &[(i32, i64)]) -> anyhow::Result<()> {
+        if next_offsets.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &(partition, offset) in next_offsets {
+            tpl.add_partition_offset(&self.config.topic, partition, Offset::Offset(offset))?;
+        }
+        // Async commit: the store's checkpoint is authoritative, this only saves a re-read.
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::debug!("offset commit failed (harmless, the checkpoint decides): {e}");
+        }
+        Ok(())
+    }
+}
+
+impl KafkaSource {
+    fn take_revoked_peek(&self) -> bool {
+        !self.log.lock().expect("rebalance log").revoked.is_empty()
+    }
+}

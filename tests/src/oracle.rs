@@ -1,0 +1,216 @@
+//! The oracle: what RedisTimeSeries must hold after a run, computed in plain Rust from the
+//! records that were really sent (read back from the topic), straight from SPEC §1–3.
+//!
+//! It calls neither the plugins nor the host's window code, and shares no code with them:
+//! its time arithmetic, lateness rule and formulas are written here again on purpose.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::DateTime;
+
+use crate::topic::TopicRecord;
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const STEP_MS: i64 = 15 * MINUTE_MS;
+pub const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+/// SPEC §3 default.
+pub const ALLOWED_LATENESS_MS: i64 = 2 * DAY_MS;
+
+/// A reading as the oracle understands it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentReading {
+    pub site: String,
+    pub sensor: String,
+    pub ts_ms: i64,
+    pub value: f64,
+}
+
+/// Parses a JSON reading record of the topic, or `None` when it is not one.
+pub fn sent_reading(record: &TopicRecord) -> Option<SentReading> {
+    let v: serde_json::Value = serde_json::from_slice(&record.value).ok()?;
+    let ts = DateTime::parse_from_rfc3339(v.get("ts")?.as_str()?)
+        .ok()?
+        .timestamp_millis();
+    Some(SentReading {
+        site: v.get("site")?.as_str()?.to_owned(),
+        sensor: v.get("sensor")?.as_str()?.to_owned(),
+        ts_ms: ts,
+        value: v.get("value")?.as_f64()?,
+    })
+}
+
+/// Series → (timestamp → value), the way TS.RANGE shows them.
+pub type SeriesValues = BTreeMap<i64, f64>;
+
+/// Everything the oracle expects, keyed by (site, sensor, kind).
+#[derive(Debug, Default)]
+pub struct Expected {
+    pub series: BTreeMap<(String, String, String), SeriesValues>,
+}
+
+impl Expected {
+    fn put(&mut self, site: &str, sensor: &str, kind: &str, ts: i64, value: f64) {
+        self.series
+            .entry((site.to_owned(), sensor.to_owned(), kind.to_owned()))
+            .or_default()
+            .insert(ts, value);
+    }
+
+    pub fn of_kind<'a>(
+        &'a self,
+        kind: &'a str,
+    ) -> impl Iterator<Item = (&'a (String, String, String), &'a SeriesValues)> + 'a {
+        self.series.iter().filter(move |((_, _, k), _)| k == kind)
+    }
+}
+
+/// Day D covers (D 00:00, D+1 00:00]; returns the end instant.
+pub fn day_end(ts_ms: i64) -> i64 {
+    let floor = (ts_ms - 1).div_euclid(DAY_MS) * DAY_MS;
+    floor + DAY_MS
+}
+
+#[derive(Default)]
+struct DayInputs {
+    /// Accepted values of each sensor of the day, in arrival order.
+    values: HashMap<String, Vec<f64>>,
+    /// Meter readings at the day's start and end instants (last one wins).
+    meter_start: HashMap<String, f64>,
+    meter_end: HashMap<String, f64>,
+}
+
+/// Computes every stored series of a run. `readings` must be in each site's arrival order
+/// (the partition order of the topic).
+pub fn expected(readings: &[SentReading]) -> Expected {
+    let mut out = Expected::default();
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    let mut days: HashMap<&str, BTreeMap<i64, DayInputs>> = HashMap::new();
+    for r in readings {
+        let watermark = newest.get(r.site.as_str()).copied().unwrap_or(i64::MIN);
+        let end = day_end(r.ts_ms);
+        let kind = if end >= watermark {
+            "raw"
+        } else if end + ALLOWED_LATENESS_MS >= watermark {
+            "LateAccepted"
+        } else {
+            "LateRej"
+        };
+        out.put(&r.site, &r.sensor, kind, r.ts_ms, r.value);
+        if kind == "LateRej" {
+            continue;
+        }
+        newest.insert(&r.site, watermark.max(r.ts_ms));
+        let site_days = days.entry(&r.site).or_default();
+        let day = site_days.entry(end).or_default();
+        day.values
+            .entry(r.sensor.clone())
+            .or_default()
+            .push(r.value);
+        if is_meter(&r.sensor) && r.ts_ms == end {
+            day.meter_end.insert(r.sensor.clone(), r.value);
+            site_days
+                .entry(end + DAY_MS)
+                .or_default()
+                .meter_start
+                .insert(r.sensor.clone(), r.value);
+        }
+    }
+    for (site, site_days) in &days {
+        let closed_before = newest[site];
+        for (&end, day) in site_days {
+            if end >= closed_before {
+                continue; // still open at the end of the run: not emitted yet
+            }
+            daily_outputs(&mut out, site, end, day);
+        }
+    }
+    out
+}
+
+fn is_meter(sensor: &str) -> bool {
+    sensor == "Etot" || sensor == "Wtot"
+}
+
+fn sum(values: &[f64]) -> f64 {
+    let mut total = 0.0;
+    for v in values {
+        total += v;
+    }
+    total
+}
+
+fn daily_outputs(out: &mut Expected, site: &str, end: i64, day: &DayInputs) {
+    let mut agg: HashMap<&str, f64> = HashMap::new();
+    for sensor in ["TH1", "TH2"] {
+        if let Some(v) = day.values.get(sensor) {
+            agg.insert(sensor, sum(v) / v.len() as f64);
+        }
+    }
+    for sensor in ["HVAC1", "HVAC2", "MiAC1", "MiAC2", "W1"] {
+        if let Some(v) = day.values.get(sensor) {
+            agg.insert(sensor, sum(v));
+        }
+    }
+    if let Some(v) = day.values.get("Mov1") {
+        agg.insert("Mov1", v.len() as f64);
+    }
+    for (sensor, value) in &agg {
+        out.put(site, sensor, "AggDay", end, *value);
+    }
+    let mut diff: HashMap<&str, f64> = HashMap::new();
+    for meter in ["Etot", "Wtot"] {
+        if let (Some(start), Some(stop)) = (day.meter_start.get(meter), day.meter_end.get(meter)) {
+            diff.insert(meter, stop - start);
+            out.put(site, meter, "AggDayDiff", end, stop - start);
+        }
+    }
+    let rest = |meter: &str, parts: &[&str]| -> Option<f64> {
+        let mut value = *diff.get(meter)?;
+        for part in parts {
+            value -= *agg.get(part)?;
+        }
+        Some(value)
+    };
+    if let Some(v) = rest("Etot", &["HVAC1", "HVAC2", "MiAC1", "MiAC2"]) {
+        out.put(site, "Etot", "AggDayRest", end, v);
+    }
+    if let Some(v) = rest("Wtot", &["W1"]) {
+        out.put(site, "Wtot", "AggDayRest", end, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JAN_1: i64 = 1_577_836_800_000;
+
+    fn reading(sensor: &str, ts_ms: i64, value: f64) -> SentReading {
+        SentReading {
+            site: "s1".into(),
+            sensor: sensor.into(),
+            ts_ms,
+            value,
+        }
+    }
+
+    #[test]
+    fn oracle_puts_a_midnight_reading_in_the_day_before() {
+        assert_eq!(day_end(JAN_1 + DAY_MS), JAN_1 + DAY_MS);
+        assert_eq!(day_end(JAN_1 + DAY_MS + STEP_MS), JAN_1 + 2 * DAY_MS);
+    }
+
+    #[test]
+    fn oracle_emits_a_day_only_after_the_watermark_passes_its_end() {
+        let readings = vec![
+            reading("HVAC1", JAN_1 + STEP_MS, 2.0),
+            reading("HVAC1", JAN_1 + DAY_MS, 3.0),
+        ];
+        assert!(expected(&readings).of_kind("AggDay").next().is_none());
+        let mut more = readings.clone();
+        more.push(reading("HVAC1", JAN_1 + DAY_MS + STEP_MS, 1.0));
+        let e = expected(&more);
+        let (_, values) = e.of_kind("AggDay").next().unwrap();
+        assert_eq!(values.get(&(JAN_1 + DAY_MS)), Some(&5.0));
+    }
+}
