@@ -233,3 +233,16 @@ fn delete_topics(bootstrap: &str, topics: &[String]) {
     })
     .join();
 }
+
+/// The host binary, built by `scripts/test` before the tests run (`IOT_HOST_BIN` overrides).
+pub fn host_binary() -> PathBuf {
+    let path = std::env::var_os("IOT_HOST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/iot-host"));
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p iot-host` (scripts/test does this first)",
+        path.display()
+    );
+    path
+}

@@ -3,10 +3,12 @@
 //! - [`fixture`]: the one place that starts the services (through `scripts/stack up`), pins
 //!   their versions and hands each test its own topics and key prefix.
 //! - [`topic`]: reading back what was really sent to, or written by, a topic.
+//! - [`harness`]: the real host run in-process over a test's topics; hand-made records.
 //! - [`oracle`]: expected stored series computed independently from what was sent.
 //! - [`redis_read`]: reading stored series back by label.
 
 pub mod fixture;
+pub mod harness;
 pub mod oracle;
 pub mod redis_read;
 pub mod topic;

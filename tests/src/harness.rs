@@ -1,0 +1,127 @@
+//! Running the real host (the library's runner over real Kafka and Redis) inside a test,
+//! and producing hand-made records, all within a [`TestScope`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iot_host::engine::{Engine, EngineConfig, LatenessPolicy, Stats};
+use iot_host::pipeline::Pipeline;
+use iot_host::plugin::{LoadedPlugin, PluginHost, PluginLimits};
+use iot_host::publish::{KafkaPublisher, TopicNames};
+use iot_host::runner::{run, RunOptions};
+use iot_host::source::{KafkaSource, KafkaSourceConfig};
+use iot_host::store::{RedisStore, RedisStoreConfig};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::fixture::{plugin_dir, TestScope};
+
+/// The topics of one test's system.
+#[derive(Debug, Clone)]
+pub struct SystemTopics {
+    pub readings: String,
+    pub aggregates: String,
+    pub late_rejected: String,
+    pub dead_letter: String,
+    pub plugin_errors: String,
+}
+
+impl SystemTopics {
+    /// Creates the five topics of a test; `readings` with `partitions` partitions.
+    pub async fn create(scope: &mut TestScope, partitions: i32) -> SystemTopics {
+        SystemTopics {
+            readings: scope.create_topic("readings", partitions).await,
+            aggregates: scope.create_topic("aggregates", 1).await,
+            late_rejected: scope.create_topic("late-rejected", 1).await,
+            dead_letter: scope.create_topic("dead-letter", 1).await,
+            plugin_errors: scope.create_topic("plugin-errors", 1).await,
+        }
+    }
+
+    pub fn names(&self) -> TopicNames {
+        TopicNames {
+            aggregates: self.aggregates.clone(),
+            late_rejected: self.late_rejected.clone(),
+            dead_letter: self.dead_letter.clone(),
+            plugin_errors: self.plugin_errors.clone(),
+        }
+    }
+}
+
+/// Loads the plugins of the reference pipeline from the built plugin folder.
+pub fn reference_plugins() -> HashMap<String, LoadedPlugin> {
+    let host = PluginHost::new(PluginLimits::default()).expect("plugin host");
+    let dir: PathBuf = plugin_dir();
+    Pipeline::reference()
+        .plugin_names()
+        .map(|name| {
+            let path = dir.join(format!("{name}.wasm"));
+            let plugin = host.load_file(&path).unwrap_or_else(|e| {
+                panic!("cannot load {}: {e} (build the plugins with scripts/build-plugins)", path.display())
+            });
+            (name.to_owned(), plugin)
+        })
+        .collect()
+}
+
+/// The host's engine configuration for a test.
+pub fn engine_config(scope: &TestScope, topics: &SystemTopics) -> EngineConfig {
+    EngineConfig {
+        default_site: format!("{}-default", scope.id),
+        key_prefix: scope.key_prefix(),
+        input_topic: topics.readings.clone(),
+        lateness: LatenessPolicy::default(),
+        ..EngineConfig::default()
+    }
+}
+
+/// Runs the host (consumer group `<scope>-host`) until it has read every partition of the
+/// readings topic to its end, and returns its counters.
+pub async fn run_host_until_caught_up(scope: &TestScope, topics: &SystemTopics, batch: usize) -> Stats {
+    let config = engine_config(scope, topics);
+    let mut engine = Engine::new(config, Arc::new(Pipeline::reference()), &reference_plugins()).expect("engine");
+    let services = &scope.services;
+    let mut source = KafkaSource::connect(KafkaSourceConfig {
+        bootstrap: services.kafka_bootstrap.clone(),
+        group: format!("{}-host", scope.id),
+        topic: topics.readings.clone(),
+        batch_linger: Duration::from_millis(20),
+    })
+    .expect("Kafka source");
+    let mut store = RedisStore::connect(RedisStoreConfig {
+        url: services.redis_url.clone(),
+        key_prefix: scope.key_prefix(),
+        topic: topics.readings.clone(),
+    })
+    .await
+    .expect("Redis store");
+    let mut publisher = KafkaPublisher::connect(&services.kafka_bootstrap, topics.names()).expect("publisher");
+    let options = RunOptions { max_batch: batch, exit_when_caught_up: true, ..RunOptions::default() };
+    let run = run(&mut engine, &mut source, &mut store, &mut publisher, &options, std::future::pending());
+    tokio::time::timeout(Duration::from_secs(600), run)
+        .await
+        .expect("the host caught up within 10 minutes")
+        .expect("the host ran without error")
+}
+
+/// Sends payloads to one partition of a topic, in order, keyed by `key`.
+pub async fn produce(bootstrap: &str, topic: &str, partition: i32, key: &str, payloads: &[String]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("message.max.bytes", "2000000")
+        .create()
+        .expect("producer");
+    for payload in payloads {
+        producer
+            .send(
+                FutureRecord::to(topic).partition(partition).key(key).payload(payload.as_str()),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("record delivered");
+    }
+}

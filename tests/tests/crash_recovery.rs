@@ -1,0 +1,119 @@
+//! kill -9 of the host at random instants of a multi-day run, each followed by a restart:
+//! RedisTimeSeries ends exactly as the oracle says an uninterrupted run would leave it.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iot_simulator::{publish, PublishConfig, SimConfig};
+use rand::{Rng, SeedableRng};
+use system_tests::fixture::{host_binary, plugin_dir, TestScope};
+use system_tests::harness::SystemTopics;
+use system_tests::oracle::{self, SentReading};
+use system_tests::redis_read;
+use system_tests::topic::read_all;
+
+/// 2020-01-01T00:00:00Z.
+const RUN_START_MS: i64 = 1_577_836_800_000;
+const KILLS: usize = 5;
+/// Small batches: many commits, so kills land between and inside them.
+const HOST_BATCH: &str = "40";
+
+fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("host log file");
+    Command::new(host_binary())
+        .args(["--kafka", &scope.services.kafka_bootstrap])
+        .args(["--redis", &scope.services.redis_url])
+        .args(["--group", &format!("{}-host", scope.id)])
+        .args(["--readings-topic", &topics.readings])
+        .args(["--aggregates-topic", &topics.aggregates])
+        .args(["--late-rejected-topic", &topics.late_rejected])
+        .args(["--dead-letter-topic", &topics.dead_letter])
+        .args(["--plugin-errors-topic", &topics.plugin_errors])
+        .args(["--key-prefix", &scope.key_prefix()])
+        .args(["--batch-size", HOST_BATCH])
+        .arg("--plugins")
+        .arg(plugin_dir())
+        .arg("--exit-when-caught-up")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the host binary starts")
+}
+
+/// Sum of the checkpointed offsets of every partition: how far the host has got.
+async fn progress(conn: &mut redis::aio::MultiplexedConnection, scope: &TestScope, topic: &str, partitions: i32) -> i64 {
+    let mut total = 0;
+    for p in 0..partitions {
+        let key = format!("{}_checkpoint:{topic}:{p}", scope.key_prefix());
+        let json: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await.unwrap();
+        if let Some(json) = json {
+            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+            total += v["next_offset"].as_i64().unwrap();
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
+    const PARTITIONS: i32 = 3;
+    let mut scope = TestScope::new("kill_minus_nine_crashes");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let bootstrap = scope.services.kafka_bootstrap.clone();
+    let fleet = SimConfig { sites: 2, seed: 11, start_ms: RUN_START_MS, days: Some(6), site_prefix: format!("{}-s", scope.id) };
+    let report = publish(PublishConfig::fast(&bootstrap, &topics.readings, fleet), Arc::new(AtomicBool::new(false)))
+        .await
+        .expect("the simulator ran");
+    assert!(report.failure.is_none());
+    let sent: Vec<SentReading> = read_all(&bootstrap, &topics.readings).iter().map(|r| oracle::sent_reading(r).unwrap()).collect();
+    let total = sent.len() as i64;
+
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let mut conn = scope.redis_conn().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
+    let mut kills = 0;
+    while kills < KILLS {
+        let before = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
+        assert!(before < total, "the host finished before {KILLS} kills; only {kills} happened (send more readings)");
+        let mut host = start_host(&scope, &topics, &log);
+        // Kill at a random instant after the host has made some progress.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while progress(&mut conn, &scope, &topics.readings, PARTITIONS).await == before {
+            assert!(Instant::now() < deadline, "the host made no progress in 2 minutes; see {}", log.display());
+            assert!(host.try_wait().unwrap().is_none(), "the host exited early; see {}", log.display());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
+        if host.try_wait().unwrap().is_some() {
+            break; // it finished before the kill
+        }
+        host.kill().expect("kill -9"); // SIGKILL on Unix
+        host.wait().unwrap();
+        kills += 1;
+    }
+    assert_eq!(kills, KILLS, "every kill landed while the host was working");
+
+    let mut host = start_host(&scope, &topics, &log);
+    let status = tokio::task::spawn_blocking(move || host.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "the last run ends cleanly; see {}", log.display());
+    assert_eq!(progress(&mut conn, &scope, &topics.readings, PARTITIONS).await, total);
+
+    let expected = oracle::expected(&sent);
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    let mut differences = Vec::new();
+    for (series, values) in &expected.series {
+        if stored.get(series) != Some(values) {
+            differences.push(format!("{series:?}"));
+        }
+    }
+    for series in stored.keys() {
+        if !expected.series.contains_key(series) {
+            differences.push(format!("unexpected {series:?}"));
+        }
+    }
+    assert!(differences.is_empty(), "series differ from the oracle after {KILLS} crashes: {differences:?}");
+    let _ = std::fs::remove_file(&log);
+}
