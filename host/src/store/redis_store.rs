@@ -115,7 +115,6 @@ impl RedisStore {
             for s in chunk {
                 cmd.arg(&self.keys[s.series as usize]).arg(s.ts_ms).arg(s.value);
             }
-            cmd.ignore();
         }
         for checkpoint in &effects.checkpoints {
             let json = serde_json::to_string(checkpoint).context("serialising a checkpoint")?;
@@ -141,7 +140,9 @@ impl Store for RedisStore {
                 self.create_series(&effects.new_series).await?;
                 let pipe = self.transaction(effects)?;
                 let mut conn = self.conn.clone();
-                let _: () = pipe.query_async(&mut conn).await?;
+                // TS.MADD reports a failed sample inside its reply, not as a command error.
+                let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+                check_madd_replies(&replies)?;
                 anyhow::Ok(())
             };
             match attempt.await {
@@ -155,6 +156,19 @@ impl Store for RedisStore {
             }
         }
     }
+}
+
+fn check_madd_replies(replies: &[redis::Value]) -> anyhow::Result<()> {
+    for reply in replies {
+        let samples = match reply {
+            redis::Value::Array(items) => items.as_slice(),
+            other => std::slice::from_ref(other),
+        };
+        if let Some(redis::Value::ServerError(e)) = samples.iter().find(|v| matches!(v, redis::Value::ServerError(_))) {
+            anyhow::bail!("RedisTimeSeries refused a sample: {e:?}; was a series deleted while the host ran?");
+        }
+    }
+    Ok(())
 }
 
 fn labels(def: &SeriesDef) -> Vec<&str> {
