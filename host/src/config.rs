@@ -59,6 +59,9 @@ pub struct Cli {
     /// Records per batch (one Redis transaction per batch).
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Address of the live page, or `off`.
+    #[arg(long, env = "IOT_HTTP")]
+    pub http: Option<String>,
     /// Exit once every assigned partition is read to its end.
     #[arg(long)]
     pub exit_when_caught_up: bool,
@@ -83,6 +86,7 @@ struct FileConfig {
     out_of_orderness: Option<String>,
     max_record_bytes: Option<usize>,
     batch_size: Option<usize>,
+    http: Option<String>,
 }
 
 /// Settings after merging defaults, file and flags.
@@ -104,6 +108,8 @@ pub struct HostConfig {
     pub out_of_orderness: Duration,
     pub max_record_bytes: usize,
     pub batch_size: usize,
+    /// Where the live page listens; `None` when `--http off`.
+    pub http: Option<std::net::SocketAddr>,
     pub exit_when_caught_up: bool,
 }
 
@@ -136,6 +142,7 @@ impl HostConfig {
                 .or(file.max_record_bytes)
                 .unwrap_or(iot_protocol::record::DEFAULT_MAX_RECORD_BYTES),
             batch_size: cli.batch_size.or(file.batch_size).unwrap_or(5000),
+            http: parse_http(&pick(cli.http, file.http, "127.0.0.1:8080"))?,
             exit_when_caught_up: cli.exit_when_caught_up,
         })
     }
@@ -144,6 +151,15 @@ impl HostConfig {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn parse_http(text: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .with_context(|| format!("--http {text:?} is not an address like 127.0.0.1:8080 (or `off`)"))
 }
 
 /// `90s`, `15m`, `36h`, `2d`, or a plain number of milliseconds.

@@ -10,7 +10,8 @@ use iot_host::engine::{Engine, EngineConfig, LatenessPolicy};
 use iot_host::pipeline::Pipeline;
 use iot_host::plugin::{LoadedPlugin, PluginHost, PluginLimits};
 use iot_host::publish::{KafkaPublisher, TopicNames};
-use iot_host::runner::{run, RunOptions};
+use iot_host::live::LiveHub;
+use iot_host::runner::{run_observed, RunOptions};
 use iot_host::source::{KafkaSource, KafkaSourceConfig};
 use iot_host::store::{RedisStore, RedisStoreConfig};
 
@@ -53,15 +54,16 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let stats = run(
-        &mut engine,
-        &mut source,
-        &mut store,
-        &mut publisher,
-        &options,
-        shutdown,
-    )
-    .await?;
+    let mut live = LiveHub::new();
+    if let Some(addr) = config.http {
+        let (url, prefix, sender) = (config.redis.clone(), config.key_prefix.clone(), live.sender());
+        tokio::spawn(async move {
+            if let Err(e) = iot_host::live::server::serve(addr, &url, prefix, sender).await {
+                tracing::error!("{e:#}");
+            }
+        });
+    }
+    let stats = run_observed(&mut engine, &mut source, &mut store, &mut publisher, &mut live, &options, shutdown).await?;
     println!(
         "{}",
         serde_json::json!({

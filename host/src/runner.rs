@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::{Engine, Stats};
+use crate::engine::{Effects, Engine, Stats};
 use crate::publish::Publisher;
 use crate::source::{Source, SourceEvent};
 use crate::store::Store;
@@ -24,6 +24,16 @@ impl Default for RunOptions {
     }
 }
 
+/// Told of every batch once it is durable (the live page listens here).
+pub trait CommitObserver: Send {
+    fn committed(&mut self, effects: &Effects);
+}
+
+/// No observer.
+impl CommitObserver for () {
+    fn committed(&mut self, _effects: &Effects) {}
+}
+
 /// Runs until the source ends, the shutdown future resolves, or (optionally) the source is
 /// caught up. Returns the engine's counters.
 pub async fn run<S: Source, T: Store, P: Publisher>(
@@ -31,6 +41,19 @@ pub async fn run<S: Source, T: Store, P: Publisher>(
     source: &mut S,
     store: &mut T,
     publisher: &mut P,
+    options: &RunOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Stats> {
+    run_observed(engine, source, store, publisher, &mut (), options, shutdown).await
+}
+
+/// [`run`], telling `observer` of every durable batch.
+pub async fn run_observed<S: Source, T: Store, P: Publisher, O: CommitObserver>(
+    engine: &mut Engine,
+    source: &mut S,
+    store: &mut T,
+    publisher: &mut P,
+    observer: &mut O,
     options: &RunOptions,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<Stats> {
@@ -62,6 +85,7 @@ pub async fn run<S: Source, T: Store, P: Publisher>(
                 store.commit(&effects).await?;
                 let offsets: Vec<(i32, i64)> = effects.checkpoints.iter().map(|c| (c.partition, c.next_offset)).collect();
                 source.commit(&offsets).await?;
+                observer.committed(&effects);
             }
             SourceEvent::Revoked(partitions) => engine.forget_partitions(&partitions),
             SourceEvent::CaughtUp => {

@@ -1,0 +1,124 @@
+//! HTTP routes of the live page: `/` (the page), `/app.js`, `/api/sites`, `/api/series`,
+//! and `/ws` (points as they are written).
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+
+/// Points of history a panel loads when the page opens.
+const HISTORY_POINTS: usize = 2000;
+
+#[derive(Clone)]
+struct AppState {
+    redis: redis::aio::ConnectionManager,
+    key_prefix: String,
+    live: broadcast::Sender<String>,
+}
+
+/// Serves the live page until the process ends.
+pub async fn serve(addr: SocketAddr, redis_url: &str, key_prefix: String, live: broadcast::Sender<String>) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_url).context("live page: bad Redis URL")?;
+    let redis = redis::aio::ConnectionManager::new(client).await.context("live page: cannot reach Redis")?;
+    let state = AppState { redis, key_prefix, live };
+    let app = Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
+        .route("/api/sites", get(sites))
+        .route("/api/series", get(series))
+        .route("/ws", get(websocket))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("live page: cannot listen on {addr} (is another host running? use --http to pick another address)"))?;
+    tracing::info!("live page on http://{addr}/");
+    axum::serve(listener, app).await.context("live page server stopped")
+}
+
+/// Sites that have raw series, from the series' labels.
+async fn sites(State(mut state): State<AppState>) -> Response {
+    let keys: redis::RedisResult<Vec<String>> =
+        redis::cmd("TS.QUERYINDEX").arg("kind=raw").query_async(&mut state.redis).await;
+    match keys {
+        Ok(keys) => {
+            let mut sites: Vec<String> = keys
+                .iter()
+                .filter_map(|k| k.strip_prefix(&state.key_prefix))
+                .filter_map(|rest| rest.split(':').next())
+                .map(str::to_owned)
+                .collect();
+            sites.sort();
+            sites.dedup();
+            Json(sites).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("Redis: {e}")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SeriesQuery {
+    site: String,
+    sensor: String,
+    kind: String,
+}
+
+/// The newest points of one series, oldest first.
+async fn series(State(mut state): State<AppState>, Query(q): Query<SeriesQuery>) -> Response {
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !(valid(&q.site) && valid(&q.sensor) && valid(&q.kind)) {
+        return (StatusCode::BAD_REQUEST, "site, sensor and kind are letters, digits, '-', '_' or '.'").into_response();
+    }
+    let key = format!("{}{}:{}:{}", state.key_prefix, q.site, q.sensor, q.kind);
+    let rows: redis::RedisResult<Vec<(i64, String)>> = redis::cmd("TS.REVRANGE")
+        .arg(&key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(HISTORY_POINTS)
+        .query_async(&mut state.redis)
+        .await;
+    match rows {
+        Ok(mut rows) => {
+            rows.reverse();
+            let points: Vec<(i64, f64)> = rows.into_iter().filter_map(|(ts, v)| Some((ts, v.parse().ok()?))).collect();
+            Json(points).into_response()
+        }
+        // A series not written yet is an empty panel, not an error.
+        Err(e) if e.to_string().contains("does not exist") => Json(Vec::<(i64, f64)>::new()).into_response(),
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("Redis: {e}")).into_response(),
+    }
+}
+
+async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    let receiver = state.live.subscribe();
+    upgrade.on_upgrade(move |socket| forward(socket, receiver))
+}
+
+async fn forward(mut socket: WebSocket, mut receiver: broadcast::Receiver<String>) {
+    loop {
+        match receiver.recv().await {
+            Ok(message) => {
+                if socket.send(Message::Text(message.into())).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                let note = serde_json::json!({ "lagged": skipped }).to_string();
+                if socket.send(Message::Text(note.into())).await.is_err() {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
