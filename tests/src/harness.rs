@@ -10,7 +10,7 @@ use iot_host::engine::{Engine, EngineConfig, LatenessPolicy, Stats};
 use iot_host::pipeline::Pipeline;
 use iot_host::plugin::{LoadedPlugin, PluginHost, PluginLimits};
 use iot_host::publish::{KafkaPublisher, TopicNames};
-use iot_host::runner::{run, RunOptions};
+use iot_host::runner::{run_observed, CommitObserver, RunOptions};
 use iot_host::source::{KafkaSource, KafkaSourceConfig};
 use iot_host::store::{RedisStore, RedisStoreConfig};
 use rdkafka::config::ClientConfig;
@@ -80,6 +80,16 @@ pub fn engine_config(scope: &TestScope, topics: &SystemTopics) -> EngineConfig {
 /// Runs the host (consumer group `<scope>-host`) until it has read every partition of the
 /// readings topic to its end, and returns its counters.
 pub async fn run_host_until_caught_up(scope: &TestScope, topics: &SystemTopics, batch: usize) -> Stats {
+    run_host_observed(scope, topics, batch, &mut ()).await
+}
+
+/// [`run_host_until_caught_up`], telling `observer` of every durable batch.
+pub async fn run_host_observed<O: CommitObserver>(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    batch: usize,
+    observer: &mut O,
+) -> Stats {
     let config = engine_config(scope, topics);
     let mut engine = Engine::new(config, Arc::new(Pipeline::reference()), &reference_plugins()).expect("engine");
     let services = &scope.services;
@@ -99,7 +109,7 @@ pub async fn run_host_until_caught_up(scope: &TestScope, topics: &SystemTopics, 
     .expect("Redis store");
     let mut publisher = KafkaPublisher::connect(&services.kafka_bootstrap, topics.names()).expect("publisher");
     let options = RunOptions { max_batch: batch, exit_when_caught_up: true, ..RunOptions::default() };
-    let run = run(&mut engine, &mut source, &mut store, &mut publisher, &options, std::future::pending());
+    let run = run_observed(&mut engine, &mut source, &mut store, &mut publisher, observer, &options, std::future::pending());
     tokio::time::timeout(Duration::from_secs(600), run)
         .await
         .expect("the host caught up within 10 minutes")

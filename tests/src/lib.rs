@@ -5,6 +5,7 @@
 //! - [`topic`]: reading back what was really sent to, or written by, a topic.
 //! - [`harness`]: the real host run in-process over a test's topics; hand-made records.
 //! - [`oracle`]: expected stored series computed independently from what was sent.
+//! - [`webdriver`]: headless Chromium for the live page's browser test.
 //! - [`redis_read`]: reading stored series back by label.
 
 pub mod fixture;
@@ -12,3 +13,4 @@ pub mod harness;
 pub mod oracle;
 pub mod redis_read;
 pub mod topic;
+pub mod webdriver;

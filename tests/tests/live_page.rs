@@ -1,0 +1,91 @@
+//! The live page in a real browser (Debian's headless Chromium through chromedriver): it
+//! loads, every panel shows data, and a new point and a late-rejected row arrive over the
+//! WebSocket without a reload. Saves a screenshot to `artifacts/live-page.png`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iot_host::live::LiveHub;
+use iot_simulator::{publish, PublishConfig, SimConfig};
+use system_tests::fixture::{repo_root, TestScope};
+use system_tests::harness::{produce, run_host_observed, SystemTopics};
+use system_tests::webdriver::{free_port, Browser};
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+/// 2020-01-01T00:00:00Z.
+const RUN_START_MS: i64 = 1_577_836_800_000;
+const DAYS: u32 = 3;
+const RUN_END_MS: i64 = RUN_START_MS + DAYS as i64 * DAY_MS;
+
+const PANELS: [&str; 10] = [
+    "raw-TH1", "AggDay-TH1-chart", "raw-HVAC1-table", "raw-Etot", "raw-Mov1", "AggDay-HVAC1",
+    "AggDayDiff-Wtot", "AggDayRest-Etot", "AggDay-TH1", "LateRej-W1",
+];
+
+fn reading(site: &str, sensor: &str, ts_ms: i64, value: f64) -> String {
+    let ts = chrono::DateTime::from_timestamp_millis(ts_ms).unwrap().format("%Y-%m-%dT%H:%M:%SZ");
+    format!(r#"{{"site":"{site}","sensor":"{sensor}","ts":"{ts}","value":{value}}}"#)
+}
+
+fn points_of(panel: &str) -> String {
+    format!("return Number((document.getElementById('panel-{panel}')||{{dataset:{{}}}}).dataset.points||0)")
+}
+
+async fn in_browser<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("browser step")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_without_reload() {
+    let mut scope = TestScope::new("live_page_in_a_browser");
+    let topics = SystemTopics::create(&mut scope, 1).await;
+    let bootstrap = scope.services.kafka_bootstrap.clone();
+    let fleet = SimConfig { sites: 1, seed: 3, start_ms: RUN_START_MS, days: Some(DAYS), site_prefix: format!("{}-s", scope.id) };
+    let site = format!("{}-s1", scope.id);
+    publish(PublishConfig::fast(&bootstrap, &topics.readings, fleet), Arc::new(AtomicBool::new(false))).await.expect("simulator");
+
+    let mut hub = LiveHub::new();
+    run_host_observed(&scope, &topics, 2000, &mut hub).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (url, prefix, sender) = (scope.services.redis_url.clone(), scope.key_prefix(), hub.sender());
+    let server = tokio::spawn(async move { iot_host::live::server::serve(addr, &url, prefix, sender).await });
+
+    let page = format!("http://{addr}/?site={site}");
+    let browser = in_browser(move || {
+        let browser = Browser::launch();
+        browser.open(&page);
+        browser.wait_for("return document.body.dataset.ready === '1' && document.body.dataset.live === '1'", Duration::from_secs(30), "the page to load and connect");
+        for panel in PANELS {
+            browser.wait_for(&format!("{} > 0", points_of(panel)), Duration::from_secs(10), &format!("panel {panel} to show data"));
+        }
+        browser.eval("window.__sameLoad = 42; return true");
+        browser
+    })
+    .await;
+    let before_th1 = browser.eval(&points_of("raw-TH1")).as_i64().unwrap();
+    let before_rejected = browser.eval(&points_of("LateRej-W1")).as_i64().unwrap();
+
+    // One new 15-minute point, and one W1 reading ten days late.
+    let new_step = RUN_END_MS + 15 * MINUTE_MS;
+    let payloads = [reading(&site, "TH1", new_step, 21.5), reading(&site, "W1", RUN_END_MS - 10 * DAY_MS + 15 * MINUTE_MS, 0.5)];
+    produce(&bootstrap, &topics.readings, 0, &site, &payloads).await;
+    let stats = run_host_observed(&scope, &topics, 2000, &mut hub).await;
+    assert_eq!(stats.late_rejected, 1);
+
+    let shot = repo_root().join("artifacts/live-page.png");
+    let shot_path = shot.clone();
+    in_browser(move || {
+        browser.wait_for(&format!("return {} > {before_th1}", points_of("raw-TH1").trim_start_matches("return ")), Duration::from_secs(15), "the new TH1 point");
+        browser.wait_for(&format!("return {} > {before_rejected}", points_of("LateRej-W1").trim_start_matches("return ")), Duration::from_secs(15), "the late-rejected row");
+        assert_eq!(browser.eval("return window.__sameLoad"), serde_json::json!(42), "no reload happened");
+        let cell = browser.eval("return document.querySelector('#panel-LateRej-W1 tbody tr td').textContent");
+        assert!(cell.as_str().unwrap().starts_with("2019-12-2"), "the rejected row shows its own UTC time: {cell}");
+        browser.screenshot(&shot_path);
+    })
+    .await;
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "the screenshot has content");
+    server.abort();
+}
