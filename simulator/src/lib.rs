@@ -1,1 +1,18 @@
+//! The device layer (SPEC §1–2, §4): simulated buildings whose ten sensors publish readings
+//! to Kafka.
+//!
+//! - [`fleet`]: the sensors as the simulator plays them: ranges, meter growth, motion.
+//! - [`clock`]: 15-minute steps, midnights, the late-reading schedule, `--start`, pacing.
+//! - [`generator`]: the deterministic stepper ([`SimConfig`] → [`Step`]s of readings).
+//! - [`publisher`]: sending a run to Kafka, fast or in real time.
+//! - [`summary`]: what a run sent, per kind and per sensor.
 
+pub mod clock;
+pub mod fleet;
+pub mod generator;
+pub mod publisher;
+pub mod summary;
+
+pub use generator::{Generator, ReadingKind, SimConfig, SimReading, Step};
+pub use publisher::{publish, Format, Pace, PublishConfig, PublishReport};
+pub use summary::Summary;

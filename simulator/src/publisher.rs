@@ -1,0 +1,580 @@
+//! Publishing a run to Kafka (SPEC §4): one record per reading on the `readings` topic,
+//! keyed by site id, so all sensors of a site share a partition.
+//!
+//! The producer is idempotent (acks=all, ordered retries): per partition, records land in
+//! the order they were generated, which is the order the host sees. Memory stays bounded:
+//! records wait in librdkafka's queue (at most [`QUEUE_MAX_MESSAGES`]); when it is full the
+//! generator waits for deliveries instead of buffering more.
+//!
+//! Records carry Kafka's create time, not the reading's time: simulated times are in the
+//! past (2020, or 10 days back for late readings) and the broker's time-based retention
+//! would otherwise delete them at once.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use chrono::DateTime;
+use indicatif::{ProgressBar, ProgressStyle};
+use iot_protocol::time::{format_ts, STEPS_PER_DAY};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::clock::Pacer;
+use crate::generator::{Generator, SimConfig, SimReading};
+use crate::summary::Summary;
+
+/// At most this many records wait in the producer's queue.
+pub const QUEUE_MAX_MESSAGES: usize = 200_000;
+/// How long the end of a run waits for the last acknowledgements.
+pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a record may wait for Kafka before the run gives up (librdkafka retries until
+/// then, also while the broker is away).
+pub const MESSAGE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long the start waits for the broker to answer.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How fast steps go.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// As fast as the broker takes it.
+    Fast,
+    /// `steps_per_second` 15-minute steps per second of wall time (SPEC: 1).
+    RealTime { steps_per_second: f64 },
+}
+
+/// The record value format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// `{"site":"s1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":12.4}`
+    #[default]
+    Json,
+    /// `TH1 2020-01-01 00:15:00 12.4`: carries no site, the host files it under its
+    /// default site; only with one site.
+    Line,
+}
+
+/// Where and how to publish a run.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub bootstrap: String,
+    pub topic: String,
+    pub sim: SimConfig,
+    pub pace: Pace,
+    pub format: Format,
+    /// Partitions of the topic if the simulator has to create it (SPEC: 6).
+    pub partitions_if_created: i32,
+    /// Show a progress bar over steps (fast mode, only when stderr is a terminal).
+    pub progress: bool,
+}
+
+impl PublishConfig {
+    /// Fast mode, JSON records, no progress bar: what tests and benchmarks want.
+    pub fn fast(
+        bootstrap: impl Into<String>,
+        topic: impl Into<String>,
+        sim: SimConfig,
+    ) -> PublishConfig {
+        PublishConfig {
+            bootstrap: bootstrap.into(),
+            topic: topic.into(),
+            sim,
+            pace: Pace::Fast,
+            format: Format::Json,
+            partitions_if_created: 6,
+            progress: false,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone)]
+pub struct PublishReport {
+    pub bootstrap: String,
+    pub topic: String,
+    pub sites: Vec<String>,
+    pub seed: u64,
+    /// Readings handed to Kafka, by kind and sensor.
+    pub summary: Summary,
+    /// Readings Kafka acknowledged.
+    pub acknowledged: u64,
+    /// Steps sent, and the first and last step's time.
+    pub steps: u64,
+    pub first_step_ts: Option<i64>,
+    pub last_step_ts: Option<i64>,
+    /// The run was stopped (Ctrl-C) before its end.
+    pub interrupted: bool,
+    pub elapsed: Duration,
+    /// Why the run failed after it started sending (the counts say how far it got).
+    pub failure: Option<String>,
+}
+
+impl PublishReport {
+    pub fn readings_per_second(&self) -> f64 {
+        self.summary.total() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl std::fmt::Display for PublishReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = if self.failure.is_some() {
+            "handed"
+        } else {
+            "sent"
+        };
+        writeln!(
+            f,
+            "{verb} {} readings to topic {:?} at {} in {:.1} s ({:.0} readings/s){}",
+            self.summary.total(),
+            self.topic,
+            self.bootstrap,
+            self.elapsed.as_secs_f64(),
+            self.readings_per_second(),
+            if self.interrupted {
+                ", interrupted"
+            } else {
+                ""
+            }
+        )?;
+        let sites = match self.sites.as_slice() {
+            [one] => one.clone(),
+            [first, .., last] => format!("{first}..{last}"),
+            [] => String::new(),
+        };
+        write!(
+            f,
+            "{} site(s) {sites}, seed {}, {} step(s)",
+            self.sites.len(),
+            self.seed,
+            self.steps
+        )?;
+        if let (Some(first), Some(last)) = (self.first_step_ts, self.last_step_ts) {
+            write!(f, " from {} to {}", format_ts(first), format_ts(last))?;
+        }
+        writeln!(f)?;
+        write!(f, "{}", self.summary)?;
+        if self.acknowledged != self.summary.total() {
+            writeln!(
+                f,
+                "acknowledged by Kafka: {} of {}",
+                self.acknowledged,
+                self.summary.total()
+            )?;
+        }
+        if let Some(failure) = &self.failure {
+            writeln!(f, "FAILED: {failure}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Delivery reports, counted by the producer's polling thread.
+#[derive(Debug, Default)]
+struct Deliveries {
+    acknowledged: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+struct Context(Arc<Deliveries>);
+
+impl ClientContext for Context {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::warn!(target: "librdkafka", "{fac}: {message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.0.acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.0.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                first.get_or_insert_with(|| error.to_string());
+            }
+        }
+    }
+}
+
+impl Deliveries {
+    fn failure(&self) -> Option<String> {
+        let failed = self.failed.load(Ordering::Relaxed);
+        (failed > 0).then(|| {
+            let first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+            format!(
+                "Kafka refused or did not acknowledge {failed} reading(s), the first with: {}",
+                first.as_deref().unwrap_or("unknown error")
+            )
+        })
+    }
+}
+
+type Kafka = ThreadedProducer<Context>;
+
+fn does_not_answer(bootstrap: &str, detail: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!(
+        "Kafka at {bootstrap} does not answer ({detail}): start it with `scripts/stack up`, \
+         or point --kafka / KAFKA_BOOTSTRAP at a running broker"
+    )
+}
+
+fn producer(bootstrap: &str, deliveries: Arc<Deliveries>) -> anyhow::Result<Kafka> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "iot-simulator")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "10")
+        .set("batch.size", "1000000")
+        .set("batch.num.messages", "10000")
+        .set("compression.type", "lz4")
+        .set(
+            "queue.buffering.max.messages",
+            QUEUE_MAX_MESSAGES.to_string(),
+        )
+        .set("queue.buffering.max.kbytes", "262144")
+        .set(
+            "message.timeout.ms",
+            MESSAGE_TIMEOUT.as_millis().to_string(),
+        )
+        // The simulator creates a missing topic itself, with the right partition count.
+        .set("allow.auto.create.topics", "false")
+        .create_with_context(Context(deliveries))
+        .with_context(|| format!("cannot configure a Kafka producer for {bootstrap}"))
+}
+
+/// Whether `topic` exists; an error if the broker does not answer.
+fn topic_exists(producer: &Kafka, bootstrap: &str, topic: &str) -> anyhow::Result<bool> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), CONNECT_TIMEOUT)
+        .map_err(|e| does_not_answer(bootstrap, e))?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .context("cannot configure a Kafka admin client")?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics(
+            [&new],
+            &AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT)),
+        )
+        .await
+        .map_err(|e| does_not_answer(bootstrap, e))?;
+    for result in results {
+        match result {
+            Ok(_) => tracing::info!("created topic {topic:?} with {partitions} partitions"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => bail!(
+                "topic {name:?} does not exist at {bootstrap} and cannot be created ({code}): \
+                 create it with kafka-topics.sh --create --topic {name} --partitions {partitions}"
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// Publishes a run. Returns when the run ends (`--days`), or soon after `stop` becomes true,
+/// once Kafka has acknowledged what was sent. Errors before anything was sent (no broker,
+/// bad configuration) are `Err`; a failure while sending is in the report, with the counts.
+pub async fn publish(
+    config: PublishConfig,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<PublishReport> {
+    if config.format == Format::Line && config.sim.sites != 1 {
+        bail!(
+            "the line format carries no site, so it works with one site only (the host files line \
+             records under its default site): use --format json with --sites {}",
+            config.sim.sites
+        );
+    }
+    let generator = Generator::new(config.sim.clone())?;
+    let deliveries = Arc::new(Deliveries::default());
+    let producer = producer(&config.bootstrap, deliveries.clone())?;
+    let (producer, exists) = {
+        let (bootstrap, topic) = (config.bootstrap.clone(), config.topic.clone());
+        tokio::task::spawn_blocking(move || {
+            let exists = topic_exists(&producer, &bootstrap, &topic);
+            (producer, exists)
+        })
+        .await?
+    };
+    if !exists? {
+        create_topic(
+            &config.bootstrap,
+            &config.topic,
+            config.partitions_if_created,
+        )
+        .await?;
+    }
+    let report =
+        tokio::task::spawn_blocking(move || run(generator, producer, deliveries, config, stop))
+            .await?;
+    Ok(report)
+}
+
+/// The sending loop, on a blocking thread.
+fn run(
+    mut generator: Generator,
+    producer: Kafka,
+    deliveries: Arc<Deliveries>,
+    config: PublishConfig,
+    stop: Arc<AtomicBool>,
+) -> PublishReport {
+    let stopped = || stop.load(Ordering::Relaxed);
+    let started = Instant::now();
+    let mut report = PublishReport {
+        bootstrap: config.bootstrap.clone(),
+        topic: config.topic.clone(),
+        sites: generator.site_ids().to_vec(),
+        seed: config.sim.seed,
+        summary: Summary::default(),
+        acknowledged: 0,
+        steps: 0,
+        first_step_ts: None,
+        last_step_ts: None,
+        interrupted: false,
+        elapsed: Duration::ZERO,
+        failure: None,
+    };
+    let pacer = match config.pace {
+        Pace::Fast => None,
+        Pace::RealTime { steps_per_second } => match Pacer::new(steps_per_second) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                report.failure = Some(e.to_string());
+                return report;
+            }
+        },
+    };
+    let bar = progress_bar(&config, generator.total_steps());
+    let mut readings: Vec<SimReading> = Vec::new();
+    let mut payload = String::new();
+
+    'steps: loop {
+        if stopped() {
+            report.interrupted = true;
+            break;
+        }
+        if let Some(pacer) = &pacer {
+            if !pacer.wait_for(generator.next_k(), &stopped) {
+                report.interrupted = true;
+                break;
+            }
+        }
+        let Some((k, t)) = generator.next_step_into(&mut readings) else {
+            break;
+        };
+        for r in &readings {
+            encode(&generator, r, config.format, &mut payload);
+            let key = generator.site_ids()[r.site as usize].as_str();
+            let mut record = BaseRecord::to(&config.topic)
+                .key(key)
+                .payload(payload.as_str());
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // Wait for deliveries to make room; give up if they fail or on Ctrl-C.
+                        record = back;
+                        if let Some(failure) = deliveries.failure() {
+                            report.failure = Some(failure);
+                            break 'steps;
+                        }
+                        if stopped() {
+                            report.interrupted = true;
+                            break 'steps;
+                        }
+                        producer.poll(Duration::from_millis(5));
+                    }
+                    Err((e, _)) => {
+                        report.failure =
+                            Some(format!("cannot hand a reading to the Kafka producer: {e}"));
+                        break 'steps;
+                    }
+                }
+            }
+            report.summary.add(r);
+        }
+        report.steps += 1;
+        report.first_step_ts.get_or_insert(t);
+        report.last_step_ts = Some(t);
+        bar.inc(1);
+        if let Some(failure) = deliveries.failure() {
+            report.failure = Some(failure);
+            break;
+        }
+        if k > 0 && k % STEPS_PER_DAY as u64 == 0 {
+            let message = format!(
+                "simulated day up to {} sent: {} readings so far",
+                format_ts(t),
+                report.summary.total()
+            );
+            if bar.is_hidden() && pacer.is_some() {
+                tracing::info!("{message}");
+            } else {
+                bar.set_message(format!("{} readings", report.summary.total()));
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    if let Err(e) = producer.flush(FLUSH_TIMEOUT) {
+        let pending = producer.in_flight_count();
+        report.failure.get_or_insert(format!(
+            "Kafka at {} did not acknowledge {pending} reading(s) within {} s ({e}): is it still \
+             running? (scripts/stack status)",
+            config.bootstrap,
+            FLUSH_TIMEOUT.as_secs()
+        ));
+    }
+    if let Some(failure) = deliveries.failure() {
+        report.failure.get_or_insert(failure);
+    }
+    report.acknowledged = deliveries.acknowledged.load(Ordering::Relaxed);
+    report.elapsed = started.elapsed();
+    report
+}
+
+fn progress_bar(config: &PublishConfig, total_steps: Option<u64>) -> ProgressBar {
+    let show = config.progress && config.pace == Pace::Fast && std::io::stderr().is_terminal();
+    match total_steps {
+        Some(total) if show => {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:40}] {pos}/{len} steps, {per_sec}, eta {eta} {msg}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        }
+        _ => ProgressBar::hidden(),
+    }
+}
+
+/// The record value of a reading in `format`, into `out`.
+pub fn encode(generator: &Generator, r: &SimReading, format: Format, out: &mut String) {
+    out.clear();
+    match format {
+        Format::Json => out.push_str(&generator.reading(r).to_json()),
+        Format::Line => {
+            use std::fmt::Write;
+            let time = DateTime::from_timestamp_millis(r.ts_ms).expect("a representable time");
+            write!(
+                out,
+                "{} {} {}",
+                r.sensor,
+                time.format("%Y-%m-%d %H:%M:%S"),
+                r.value
+            )
+            .expect("writing to a String");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn first_readings(format: Format) -> Vec<String> {
+        let mut generator = Generator::new(SimConfig {
+            days: Some(1),
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let mut readings = Vec::new();
+        generator.next_step_into(&mut readings).unwrap();
+        generator.next_step_into(&mut readings).unwrap();
+        let mut out = String::new();
+        readings
+            .iter()
+            .map(|r| {
+                encode(&generator, r, format, &mut out);
+                out.clone()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_records_carry_site_sensor_time_and_value() {
+        let first = &first_readings(Format::Json)[0];
+        assert!(
+            first
+                .starts_with(r#"{"site":"s1","sensor":"TH1","ts":"2020-01-01T00:15:00Z","value":"#),
+            "{first}"
+        );
+    }
+
+    #[test]
+    fn line_records_parse_back_as_the_same_reading() {
+        let lines = first_readings(Format::Line);
+        assert!(
+            lines[0].starts_with("TH1 2020-01-01 00:15:00 "),
+            "{}",
+            lines[0]
+        );
+        let json = first_readings(Format::Json);
+        for (line, json) in lines.iter().zip(&json) {
+            let from_line = iot_protocol::parse_record(line.as_bytes(), "s1", 1024).unwrap();
+            let from_json = iot_protocol::parse_record(json.as_bytes(), "other", 1024).unwrap();
+            assert_eq!(from_line, from_json, "{line}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_absent_broker_is_reported_with_what_to_do() {
+        let mut config = PublishConfig::fast("127.0.0.1:1", "readings", SimConfig::default());
+        config.sim.days = Some(1);
+        let err = publish(config, Arc::new(AtomicBool::new(false)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("does not answer") && err.contains("scripts/stack up"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_line_format_refuses_several_sites() {
+        let mut config = PublishConfig::fast("127.0.0.1:1", "readings", SimConfig::default());
+        config.sim.sites = 2;
+        config.format = Format::Line;
+        let err = publish(config, Arc::new(AtomicBool::new(false)))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("one site only"), "{err}");
+    }
+}
