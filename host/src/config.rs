@@ -119,24 +119,49 @@ impl HostConfig {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let pick = |flag: Option<String>, file: Option<String>, default: &str| flag.or(file).unwrap_or_else(|| default.to_owned());
+        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
+            flag.or(file).unwrap_or_else(|| default.to_owned())
+        };
         Ok(HostConfig {
             kafka: pick(cli.kafka, file.kafka, "127.0.0.1:19092"),
             group: pick(cli.group, file.group, "iot-host"),
             readings_topic: pick(cli.readings_topic, file.readings_topic, "readings"),
             aggregates_topic: pick(cli.aggregates_topic, file.aggregates_topic, "aggregates"),
-            late_rejected_topic: pick(cli.late_rejected_topic, file.late_rejected_topic, "late-rejected"),
+            late_rejected_topic: pick(
+                cli.late_rejected_topic,
+                file.late_rejected_topic,
+                "late-rejected",
+            ),
             dead_letter_topic: pick(cli.dead_letter_topic, file.dead_letter_topic, "dead-letter"),
-            plugin_errors_topic: pick(cli.plugin_errors_topic, file.plugin_errors_topic, "plugin-errors"),
+            plugin_errors_topic: pick(
+                cli.plugin_errors_topic,
+                file.plugin_errors_topic,
+                "plugin-errors",
+            ),
             redis: pick(cli.redis, file.redis, "redis://127.0.0.1:16379"),
-            key_prefix: pick(cli.key_prefix, file.key_prefix, iot_protocol::series::DEFAULT_KEY_PREFIX),
-            plugins: cli.plugins.or(file.plugins).unwrap_or_else(|| PathBuf::from("target/plugins")),
+            key_prefix: pick(
+                cli.key_prefix,
+                file.key_prefix,
+                iot_protocol::series::DEFAULT_KEY_PREFIX,
+            ),
+            plugins: cli
+                .plugins
+                .or(file.plugins)
+                .unwrap_or_else(|| PathBuf::from("target/plugins")),
             pipeline: cli.pipeline.or(file.pipeline),
             default_site: pick(cli.default_site, file.default_site, "default"),
-            allowed_lateness: parse_duration(&pick(cli.allowed_lateness, file.allowed_lateness, "2d"))
-                .context("--allowed-lateness")?,
-            out_of_orderness: parse_duration(&pick(cli.out_of_orderness, file.out_of_orderness, "0s"))
-                .context("--out-of-orderness")?,
+            allowed_lateness: parse_duration(&pick(
+                cli.allowed_lateness,
+                file.allowed_lateness,
+                "2d",
+            ))
+            .context("--allowed-lateness")?,
+            out_of_orderness: parse_duration(&pick(
+                cli.out_of_orderness,
+                file.out_of_orderness,
+                "0s",
+            ))
+            .context("--out-of-orderness")?,
             max_record_bytes: cli
                 .max_record_bytes
                 .or(file.max_record_bytes)
@@ -149,7 +174,8 @@ impl HostConfig {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
@@ -157,17 +183,21 @@ fn parse_http(text: &str) -> anyhow::Result<Option<std::net::SocketAddr>> {
     if text == "off" {
         return Ok(None);
     }
-    text.parse()
-        .map(Some)
-        .with_context(|| format!("--http {text:?} is not an address like 127.0.0.1:8080 (or `off`)"))
+    text.parse().map(Some).with_context(|| {
+        format!("--http {text:?} is not an address like 127.0.0.1:8080 (or `off`)")
+    })
 }
 
 /// `90s`, `15m`, `36h`, `2d`, or a plain number of milliseconds.
 pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().with_context(|| format!("{text:?} is not a duration like 2d, 36h, 15m, 90s"))?;
+    let n: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a duration like 2d, 36h, 15m, 90s"))?;
     let ms = match unit {
         "" | "ms" => n,
         "s" => n * 1000,
@@ -185,7 +215,10 @@ mod tests {
 
     #[test]
     fn durations_read_with_their_units() {
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86_400));
+        assert_eq!(
+            parse_duration("2d").unwrap(),
+            Duration::from_secs(2 * 86_400)
+        );
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("2 weeks").is_err());

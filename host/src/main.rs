@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use clap::Parser;
 use iot_host::config::{Cli, HostConfig};
 use iot_host::engine::{Engine, EngineConfig, LatenessPolicy};
+use iot_host::live::LiveHub;
 use iot_host::pipeline::Pipeline;
 use iot_host::plugin::{LoadedPlugin, PluginHost, PluginLimits};
 use iot_host::publish::{KafkaPublisher, TopicNames};
-use iot_host::live::LiveHub;
 use iot_host::runner::{run_observed, RunOptions};
 use iot_host::source::{KafkaSource, KafkaSourceConfig};
 use iot_host::store::{RedisStore, RedisStoreConfig};
@@ -56,14 +56,27 @@ async fn main() -> anyhow::Result<()> {
     };
     let mut live = LiveHub::new();
     if let Some(addr) = config.http {
-        let (url, prefix, sender) = (config.redis.clone(), config.key_prefix.clone(), live.sender());
+        let (url, prefix, sender) = (
+            config.redis.clone(),
+            config.key_prefix.clone(),
+            live.sender(),
+        );
         tokio::spawn(async move {
             if let Err(e) = iot_host::live::server::serve(addr, &url, prefix, sender).await {
                 tracing::error!("{e:#}");
             }
         });
     }
-    let stats = run_observed(&mut engine, &mut source, &mut store, &mut publisher, &mut live, &options, shutdown).await?;
+    let stats = run_observed(
+        &mut engine,
+        &mut source,
+        &mut store,
+        &mut publisher,
+        &mut live,
+        &options,
+        shutdown,
+    )
+    .await?;
     println!(
         "{}",
         serde_json::json!({

@@ -60,7 +60,9 @@ impl Output {
     /// Derived outputs take other outputs' daily values and are recomputed from scratch
     /// whenever one of them changes.
     pub fn is_derived(&self) -> bool {
-        self.inputs.iter().any(|i| matches!(i, InputSource::Output(_)))
+        self.inputs
+            .iter()
+            .any(|i| matches!(i, InputSource::Output(_)))
     }
 }
 
@@ -84,7 +86,8 @@ impl Pipeline {
     pub fn load(path: &Path) -> anyhow::Result<Pipeline> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the pipeline file {}", path.display()))?;
-        Pipeline::parse(&text).with_context(|| format!("pipeline file {} is not valid", path.display()))
+        Pipeline::parse(&text)
+            .with_context(|| format!("pipeline file {} is not valid", path.display()))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Pipeline> {
@@ -126,13 +129,18 @@ fn resolve(specs: Vec<OutputSpec>) -> anyhow::Result<Pipeline> {
         }
         let unit = match spec.unit {
             Some(unit) => unit,
-            None => spec.name.parse::<Sensor>().map(Sensor::unit).map(str::to_owned).map_err(|_| {
-                anyhow::anyhow!(
-                    "output {}:{} is not named after a sensor: give it a `unit`",
-                    spec.name,
-                    spec.kind
-                )
-            })?,
+            None => spec
+                .name
+                .parse::<Sensor>()
+                .map(Sensor::unit)
+                .map(str::to_owned)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "output {}:{} is not named after a sensor: give it a `unit`",
+                        spec.name,
+                        spec.kind
+                    )
+                })?,
         };
         let params = spec
             .params
@@ -145,7 +153,14 @@ fn resolve(specs: Vec<OutputSpec>) -> anyhow::Result<Pipeline> {
                 (k, v)
             })
             .collect();
-        outputs.push(Output { name: spec.name, kind, plugin: spec.plugin, inputs, params, unit });
+        outputs.push(Output {
+            name: spec.name,
+            kind,
+            plugin: spec.plugin,
+            inputs,
+            params,
+            unit,
+        });
     }
     let derived_order = topological_order(&outputs)?;
     let mut routes_by_sensor: [Vec<(usize, u32)>; Sensor::COUNT] = Default::default();
@@ -153,7 +168,9 @@ fn resolve(specs: Vec<OutputSpec>) -> anyhow::Result<Pipeline> {
     for (o, output) in outputs.iter().enumerate() {
         for (position, input) in output.inputs.iter().enumerate() {
             match *input {
-                InputSource::Sensor(sensor) => routes_by_sensor[sensor.index()].push((o, position as u32)),
+                InputSource::Sensor(sensor) => {
+                    routes_by_sensor[sensor.index()].push((o, position as u32))
+                }
                 InputSource::Output(upstream) => dependents[upstream].push(o),
             }
         }
@@ -161,7 +178,12 @@ fn resolve(specs: Vec<OutputSpec>) -> anyhow::Result<Pipeline> {
     for d in &mut dependents {
         d.dedup();
     }
-    Ok(Pipeline { outputs, routes_by_sensor, dependents, derived_order })
+    Ok(Pipeline {
+        outputs,
+        routes_by_sensor,
+        dependents,
+        derived_order,
+    })
 }
 
 fn parse_output_kind(kind: &str) -> anyhow::Result<Kind> {
@@ -174,18 +196,27 @@ fn parse_output_kind(kind: &str) -> anyhow::Result<Kind> {
 
 fn check_name(name: &str) -> anyhow::Result<()> {
     let ok = !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
     if !ok {
         bail!("output name {name:?} must be non-empty ASCII letters, digits, '_', '-' or '.' (it is part of a Redis key)");
     }
     Ok(())
 }
 
-fn resolve_input(input: &str, index: &HashMap<(String, Kind), usize>) -> anyhow::Result<InputSource> {
+fn resolve_input(
+    input: &str,
+    index: &HashMap<(String, Kind), usize>,
+) -> anyhow::Result<InputSource> {
     match input.split_once(':') {
-        None => input.parse::<Sensor>().map(InputSource::Sensor).map_err(|e| anyhow::anyhow!("input {input:?}: {e}")),
+        None => input
+            .parse::<Sensor>()
+            .map(InputSource::Sensor)
+            .map_err(|e| anyhow::anyhow!("input {input:?}: {e}")),
         Some((name, kind)) => {
-            let kind = Kind::parse(kind).ok_or_else(|| anyhow::anyhow!("input {input:?}: unknown kind {kind:?}"))?;
+            let kind = Kind::parse(kind)
+                .ok_or_else(|| anyhow::anyhow!("input {input:?}: unknown kind {kind:?}"))?;
             index
                 .get(&(name.to_owned(), kind))
                 .map(|&o| InputSource::Output(o))
@@ -196,7 +227,9 @@ fn resolve_input(input: &str, index: &HashMap<(String, Kind), usize>) -> anyhow:
 
 /// Kahn's algorithm over the derived outputs; a cycle is an error naming its members.
 fn topological_order(outputs: &[Output]) -> anyhow::Result<Vec<usize>> {
-    let mut remaining: Vec<usize> = (0..outputs.len()).filter(|&o| outputs[o].is_derived()).collect();
+    let mut remaining: Vec<usize> = (0..outputs.len())
+        .filter(|&o| outputs[o].is_derived())
+        .collect();
     let mut done = vec![false; outputs.len()];
     for (o, output) in outputs.iter().enumerate() {
         done[o] = !output.is_derived();
@@ -218,8 +251,10 @@ fn topological_order(outputs: &[Output]) -> anyhow::Result<Vec<usize>> {
             done[o] = true;
         }
         if remaining.len() == before {
-            let names: Vec<String> =
-                remaining.iter().map(|&o| format!("{}:{}", outputs[o].name, outputs[o].kind)).collect();
+            let names: Vec<String> = remaining
+                .iter()
+                .map(|&o| format!("{}:{}", outputs[o].name, outputs[o].kind))
+                .collect();
             bail!("outputs read each other in a cycle: {}", names.join(", "));
         }
     }
@@ -233,14 +268,27 @@ mod tests {
     #[test]
     fn reference_pipeline_declares_every_daily_output_of_the_spec() {
         let p = Pipeline::reference();
-        let mut names: Vec<String> = p.outputs.iter().map(|o| format!("{}:{}", o.name, o.kind)).collect();
+        let mut names: Vec<String> = p
+            .outputs
+            .iter()
+            .map(|o| format!("{}:{}", o.name, o.kind))
+            .collect();
         names.sort();
         assert_eq!(
             names,
             [
-                "Etot:AggDayDiff", "Etot:AggDayRest", "HVAC1:AggDay", "HVAC2:AggDay", "MiAC1:AggDay",
-                "MiAC2:AggDay", "Mov1:AggDay", "TH1:AggDay", "TH2:AggDay", "W1:AggDay",
-                "Wtot:AggDayDiff", "Wtot:AggDayRest"
+                "Etot:AggDayDiff",
+                "Etot:AggDayRest",
+                "HVAC1:AggDay",
+                "HVAC2:AggDay",
+                "MiAC1:AggDay",
+                "MiAC2:AggDay",
+                "Mov1:AggDay",
+                "TH1:AggDay",
+                "TH2:AggDay",
+                "W1:AggDay",
+                "Wtot:AggDayDiff",
+                "Wtot:AggDayRest"
             ]
         );
     }
@@ -249,10 +297,21 @@ mod tests {
     fn derived_outputs_come_after_their_inputs() {
         let p = Pipeline::reference();
         assert_eq!(p.derived_order.len(), 2);
-        let etot_diff = p.outputs.iter().position(|o| o.name == "Etot" && o.kind == Kind::AggDayDiff).unwrap();
-        let etot_rest = p.outputs.iter().position(|o| o.name == "Etot" && o.kind == Kind::AggDayRest).unwrap();
+        let etot_diff = p
+            .outputs
+            .iter()
+            .position(|o| o.name == "Etot" && o.kind == Kind::AggDayDiff)
+            .unwrap();
+        let etot_rest = p
+            .outputs
+            .iter()
+            .position(|o| o.name == "Etot" && o.kind == Kind::AggDayRest)
+            .unwrap();
         assert!(p.dependents[etot_diff].contains(&etot_rest));
-        assert_eq!(p.routes_by_sensor[Sensor::Etot.index()], vec![(etot_diff, 0)]);
+        assert_eq!(
+            p.routes_by_sensor[Sensor::Etot.index()],
+            vec![(etot_diff, 0)]
+        );
     }
 
     #[test]
@@ -277,7 +336,8 @@ mod tests {
 
     #[test]
     fn an_unknown_input_sensor_is_refused_with_its_name() {
-        let text = "[[output]]\nname = \"TH1\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"TH9\"]\n";
+        let text =
+            "[[output]]\nname = \"TH1\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"TH9\"]\n";
         let err = format!("{:#}", Pipeline::parse(text).unwrap_err());
         assert!(err.contains("TH9"), "{err}");
     }

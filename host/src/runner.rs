@@ -20,7 +20,11 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { max_batch: 5000, exit_when_caught_up: false, log_every: Duration::from_secs(10) }
+        RunOptions {
+            max_batch: 5000,
+            exit_when_caught_up: false,
+            log_every: Duration::from_secs(10),
+        }
     }
 }
 
@@ -73,7 +77,12 @@ pub async fn run_observed<S: Source, T: Store, P: Publisher, O: CommitObserver>(
                 for partition in unknown_partitions(engine, &records) {
                     let checkpoint = store.load_checkpoint(partition).await?;
                     if let Some(cp) = &checkpoint {
-                        tracing::info!(partition, next_offset = cp.next_offset, sites = cp.sites.len(), "resuming partition from its checkpoint");
+                        tracing::info!(
+                            partition,
+                            next_offset = cp.next_offset,
+                            sites = cp.sites.len(),
+                            "resuming partition from its checkpoint"
+                        );
                     }
                     engine.restore_partition(partition, checkpoint)?;
                 }
@@ -83,7 +92,11 @@ pub async fn run_observed<S: Source, T: Store, P: Publisher, O: CommitObserver>(
                 let effects = engine.finish_batch();
                 publisher.publish(&effects.records).await?;
                 store.commit(&effects).await?;
-                let offsets: Vec<(i32, i64)> = effects.checkpoints.iter().map(|c| (c.partition, c.next_offset)).collect();
+                let offsets: Vec<(i32, i64)> = effects
+                    .checkpoints
+                    .iter()
+                    .map(|c| (c.partition, c.next_offset))
+                    .collect();
                 source.commit(&offsets).await?;
                 observer.committed(&effects);
             }
@@ -106,7 +119,11 @@ pub async fn run_observed<S: Source, T: Store, P: Publisher, O: CommitObserver>(
 }
 
 fn unknown_partitions(engine: &Engine, records: &[crate::engine::SourceRecord]) -> Vec<i32> {
-    let mut partitions: Vec<i32> = records.iter().map(|r| r.partition).filter(|&p| !engine.knows_partition(p)).collect();
+    let mut partitions: Vec<i32> = records
+        .iter()
+        .map(|r| r.partition)
+        .filter(|&p| !engine.knows_partition(p))
+        .collect();
     partitions.sort_unstable();
     partitions.dedup();
     partitions

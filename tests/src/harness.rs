@@ -59,7 +59,10 @@ pub fn reference_plugins() -> HashMap<String, LoadedPlugin> {
         .map(|name| {
             let path = dir.join(format!("{name}.wasm"));
             let plugin = host.load_file(&path).unwrap_or_else(|e| {
-                panic!("cannot load {}: {e} (build the plugins with scripts/build-plugins)", path.display())
+                panic!(
+                    "cannot load {}: {e} (build the plugins with scripts/build-plugins)",
+                    path.display()
+                )
             });
             (name.to_owned(), plugin)
         })
@@ -79,7 +82,11 @@ pub fn engine_config(scope: &TestScope, topics: &SystemTopics) -> EngineConfig {
 
 /// Runs the host (consumer group `<scope>-host`) until it has read every partition of the
 /// readings topic to its end, and returns its counters.
-pub async fn run_host_until_caught_up(scope: &TestScope, topics: &SystemTopics, batch: usize) -> Stats {
+pub async fn run_host_until_caught_up(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    batch: usize,
+) -> Stats {
     run_host_observed(scope, topics, batch, &mut ()).await
 }
 
@@ -91,7 +98,12 @@ pub async fn run_host_observed<O: CommitObserver>(
     observer: &mut O,
 ) -> Stats {
     let config = engine_config(scope, topics);
-    let mut engine = Engine::new(config, Arc::new(Pipeline::reference()), &reference_plugins()).expect("engine");
+    let mut engine = Engine::new(
+        config,
+        Arc::new(Pipeline::reference()),
+        &reference_plugins(),
+    )
+    .expect("engine");
     let services = &scope.services;
     let mut source = KafkaSource::connect(KafkaSourceConfig {
         bootstrap: services.kafka_bootstrap.clone(),
@@ -107,9 +119,22 @@ pub async fn run_host_observed<O: CommitObserver>(
     })
     .await
     .expect("Redis store");
-    let mut publisher = KafkaPublisher::connect(&services.kafka_bootstrap, topics.names()).expect("publisher");
-    let options = RunOptions { max_batch: batch, exit_when_caught_up: true, ..RunOptions::default() };
-    let run = run_observed(&mut engine, &mut source, &mut store, &mut publisher, observer, &options, std::future::pending());
+    let mut publisher =
+        KafkaPublisher::connect(&services.kafka_bootstrap, topics.names()).expect("publisher");
+    let options = RunOptions {
+        max_batch: batch,
+        exit_when_caught_up: true,
+        ..RunOptions::default()
+    };
+    let run = run_observed(
+        &mut engine,
+        &mut source,
+        &mut store,
+        &mut publisher,
+        observer,
+        &options,
+        std::future::pending(),
+    );
     tokio::time::timeout(Duration::from_secs(600), run)
         .await
         .expect("the host caught up within 10 minutes")
@@ -127,7 +152,10 @@ pub async fn produce(bootstrap: &str, topic: &str, partition: i32, key: &str, pa
     for payload in payloads {
         producer
             .send(
-                FutureRecord::to(topic).partition(partition).key(key).payload(payload.as_str()),
+                FutureRecord::to(topic)
+                    .partition(partition)
+                    .key(key)
+                    .payload(payload.as_str()),
                 Duration::from_secs(30),
             )
             .await

@@ -22,7 +22,11 @@ pub struct Browser {
 
 /// A free port on localhost.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Browser {
@@ -43,7 +47,10 @@ impl Browser {
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
         while ureq::get(&format!("{base}/status")).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not answer on {base}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer on {base}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let profile = std::env::temp_dir().join(format!("iot-chromium-{port}"));
@@ -58,8 +65,15 @@ impl Browser {
             }
         }}});
         let reply = post(&format!("{base}/session"), &caps);
-        let session = reply["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {reply}")).to_owned();
-        Browser { driver, base, session }
+        let session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {reply}"))
+            .to_owned();
+        Browser {
+            driver,
+            base,
+            session,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -72,7 +86,11 @@ impl Browser {
 
     /// Runs `script` (a function body; `return` a value) in the page.
     pub fn eval(&self, script: &str) -> Value {
-        post(&self.url("/execute/sync"), &json!({ "script": script, "args": [] }))["value"].clone()
+        post(
+            &self.url("/execute/sync"),
+            &json!({ "script": script, "args": [] }),
+        )["value"]
+            .clone()
     }
 
     /// Polls `script` until it returns `true`, or panics with `what`.
@@ -85,8 +103,15 @@ impl Browser {
     }
 
     pub fn screenshot(&self, path: &Path) {
-        let reply: Value = ureq::get(&self.url("/screenshot")).call().expect("screenshot").body_mut().read_json().unwrap();
-        let png = base64::engine::general_purpose::STANDARD.decode(reply["value"].as_str().unwrap()).unwrap();
+        let reply: Value = ureq::get(&self.url("/screenshot"))
+            .call()
+            .expect("screenshot")
+            .body_mut()
+            .read_json()
+            .unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(reply["value"].as_str().unwrap())
+            .unwrap();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).unwrap();
         }
@@ -104,7 +129,10 @@ impl Drop for Browser {
 
 fn post(url: &str, body: &Value) -> Value {
     match ureq::post(url).send_json(body) {
-        Ok(mut response) => response.body_mut().read_json().expect("WebDriver answers JSON"),
+        Ok(mut response) => response
+            .body_mut()
+            .read_json()
+            .expect("WebDriver answers JSON"),
         Err(e) => panic!("WebDriver call {url} failed: {e}"),
     }
 }

@@ -11,11 +11,17 @@ const STEP_MS: i64 = 15 * 60_000;
 const MARCH_1_MS: i64 = 1_583_020_800_000;
 
 fn iso(ts_ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ts_ms).unwrap().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    chrono::DateTime::from_timestamp_millis(ts_ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn json_reading(site: &str, sensor: &str, step: i64, value: f64) -> String {
-    format!(r#"{{"site":"{site}","sensor":"{sensor}","ts":"{}","value":{value}}}"#, iso(MARCH_1_MS + step * STEP_MS))
+    format!(
+        r#"{{"site":"{site}","sensor":"{sensor}","ts":"{}","value":{value}}}"#,
+        iso(MARCH_1_MS + step * STEP_MS)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -24,15 +30,37 @@ async fn bad_records_go_to_dead_letter_with_their_reason_and_good_ones_around_th
     let topics = SystemTopics::create(&mut scope, 1).await;
     let site = format!("{}-site", scope.id);
     let default_site = format!("{}-default", scope.id);
-    let too_big = format!(r#"{{"site":"{site}","sensor":"TH1","ts":"{}","value":1,"pad":"{}"}}"#, iso(MARCH_1_MS), "x".repeat(2000));
+    let too_big = format!(
+        r#"{{"site":"{site}","sensor":"TH1","ts":"{}","value":1,"pad":"{}"}}"#,
+        iso(MARCH_1_MS),
+        "x".repeat(2000)
+    );
     let bad: Vec<(&str, String)> = vec![
         ("not_parseable", "this is not a reading".to_owned()),
         ("not_parseable", "{\"site\": broken json".to_owned()),
-        ("missing_field", format!(r#"{{"site":"{site}","sensor":"TH1","value":1.5}}"#)),
-        ("unknown_sensor", format!(r#"{{"site":"{site}","sensor":"TH9","ts":"{}","value":1.5}}"#, iso(MARCH_1_MS + STEP_MS))),
+        (
+            "missing_field",
+            format!(r#"{{"site":"{site}","sensor":"TH1","value":1.5}}"#),
+        ),
+        (
+            "unknown_sensor",
+            format!(
+                r#"{{"site":"{site}","sensor":"TH9","ts":"{}","value":1.5}}"#,
+                iso(MARCH_1_MS + STEP_MS)
+            ),
+        ),
         ("non_finite_value", "TH1 2020-03-01 00:15:00 NaN".to_owned()),
-        ("non_finite_value", format!(r#"{{"site":"{site}","sensor":"TH1","ts":"{}","value":1e400}}"#, iso(MARCH_1_MS + STEP_MS))),
-        ("bad_timestamp", format!(r#"{{"site":"{site}","sensor":"TH1","ts":"the day after","value":1.5}}"#)),
+        (
+            "non_finite_value",
+            format!(
+                r#"{{"site":"{site}","sensor":"TH1","ts":"{}","value":1e400}}"#,
+                iso(MARCH_1_MS + STEP_MS)
+            ),
+        ),
+        (
+            "bad_timestamp",
+            format!(r#"{{"site":"{site}","sensor":"TH1","ts":"the day after","value":1.5}}"#),
+        ),
         ("bad_timestamp", "TH1 2020-02-30 00:15:00 3.5".to_owned()),
         ("oversized", too_big),
     ];
@@ -50,28 +78,55 @@ async fn bad_records_go_to_dead_letter_with_their_reason_and_good_ones_around_th
     good.push((MARCH_1_MS + last_step * STEP_MS, 30.25));
     // A good record in the line format is stored under the host's default site.
     payloads.push("HVAC1 2020-03-01 00:15:00 42.5".to_owned());
-    produce(&scope.services.kafka_bootstrap, &topics.readings, 0, &site, &payloads).await;
+    produce(
+        &scope.services.kafka_bootstrap,
+        &topics.readings,
+        0,
+        &site,
+        &payloads,
+    )
+    .await;
 
     let stats = run_host_until_caught_up(&scope, &topics, 100).await;
     assert_eq!(stats.dead_letter_total(), bad.len() as u64);
     assert_eq!(stats.records, payloads.len() as u64);
 
     let dead = read_all(&scope.services.kafka_bootstrap, &topics.dead_letter);
-    let reasons: Vec<String> = dead.iter().map(|r| r.json()["reason"].as_str().unwrap().to_owned()).collect();
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|r| r.json()["reason"].as_str().unwrap().to_owned())
+        .collect();
     let expected_reasons: Vec<&str> = bad.iter().map(|(reason, _)| *reason).collect();
     assert_eq!(reasons, expected_reasons);
     for (record, (_, payload)) in dead.iter().zip(&bad) {
         let v = record.json();
-        assert!(!v["detail"].as_str().unwrap().is_empty(), "every dead letter says why");
+        assert!(
+            !v["detail"].as_str().unwrap().is_empty(),
+            "every dead letter says why"
+        );
         assert_eq!(v["topic"].as_str(), Some(topics.readings.as_str()));
         let echoed = v["payload"].as_str().unwrap();
-        assert!(payload.starts_with(echoed), "the dead letter carries the original payload");
-        assert_eq!(record.key.as_deref(), Some(site.as_str()), "the dead letter keeps the original key");
+        assert!(
+            payload.starts_with(echoed),
+            "the dead letter carries the original payload"
+        );
+        assert_eq!(
+            record.key.as_deref(),
+            Some(site.as_str()),
+            "the dead letter keeps the original key"
+        );
     }
 
     let mut conn = scope.redis_conn().await;
     let th1 = redis_read::range(&mut conn, &format!("{}{site}:TH1:raw", scope.key_prefix())).await;
     assert_eq!(th1.into_iter().collect::<Vec<_>>(), good);
-    let hvac1 = redis_read::range(&mut conn, &format!("{}{default_site}:HVAC1:raw", scope.key_prefix())).await;
-    assert_eq!(hvac1.into_iter().collect::<Vec<_>>(), vec![(MARCH_1_MS + STEP_MS, 42.5)]);
+    let hvac1 = redis_read::range(
+        &mut conn,
+        &format!("{}{default_site}:HVAC1:raw", scope.key_prefix()),
+    )
+    .await;
+    assert_eq!(
+        hvac1.into_iter().collect::<Vec<_>>(),
+        vec![(MARCH_1_MS + STEP_MS, 42.5)]
+    );
 }

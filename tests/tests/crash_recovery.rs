@@ -21,7 +21,11 @@ const KILLS: usize = 5;
 const HOST_BATCH: &str = "40";
 
 fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("host log file");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("host log file");
     Command::new(host_binary())
         .args(["--kafka", &scope.services.kafka_bootstrap])
         .args(["--redis", &scope.services.redis_url])
@@ -44,7 +48,12 @@ fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -
 }
 
 /// Sum of the checkpointed offsets of every partition: how far the host has got.
-async fn progress(conn: &mut redis::aio::MultiplexedConnection, scope: &TestScope, topic: &str, partitions: i32) -> i64 {
+async fn progress(
+    conn: &mut redis::aio::MultiplexedConnection,
+    scope: &TestScope,
+    topic: &str,
+    partitions: i32,
+) -> i64 {
     let mut total = 0;
     for p in 0..partitions {
         let key = format!("{}_checkpoint:{topic}:{p}", scope.key_prefix());
@@ -63,12 +72,24 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     let mut scope = TestScope::new("kill_minus_nine_crashes");
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
     let bootstrap = scope.services.kafka_bootstrap.clone();
-    let fleet = SimConfig { sites: 2, seed: 11, start_ms: RUN_START_MS, days: Some(6), site_prefix: format!("{}-s", scope.id) };
-    let report = publish(PublishConfig::fast(&bootstrap, &topics.readings, fleet), Arc::new(AtomicBool::new(false)))
-        .await
-        .expect("the simulator ran");
+    let fleet = SimConfig {
+        sites: 2,
+        seed: 11,
+        start_ms: RUN_START_MS,
+        days: Some(6),
+        site_prefix: format!("{}-s", scope.id),
+    };
+    let report = publish(
+        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("the simulator ran");
     assert!(report.failure.is_none());
-    let sent: Vec<SentReading> = read_all(&bootstrap, &topics.readings).iter().map(|r| oracle::sent_reading(r).unwrap()).collect();
+    let sent: Vec<SentReading> = read_all(&bootstrap, &topics.readings)
+        .iter()
+        .map(|r| oracle::sent_reading(r).unwrap())
+        .collect();
     let total = sent.len() as i64;
 
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
@@ -77,13 +98,24 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     let mut kills = 0;
     while kills < KILLS {
         let before = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
-        assert!(before < total, "the host finished before {KILLS} kills; only {kills} happened (send more readings)");
+        assert!(
+            before < total,
+            "the host finished before {KILLS} kills; only {kills} happened (send more readings)"
+        );
         let mut host = start_host(&scope, &topics, &log);
         // Kill at a random instant after the host has made some progress.
         let deadline = Instant::now() + Duration::from_secs(120);
         while progress(&mut conn, &scope, &topics.readings, PARTITIONS).await == before {
-            assert!(Instant::now() < deadline, "the host made no progress in 2 minutes; see {}", log.display());
-            assert!(host.try_wait().unwrap().is_none(), "the host exited early; see {}", log.display());
+            assert!(
+                Instant::now() < deadline,
+                "the host made no progress in 2 minutes; see {}",
+                log.display()
+            );
+            assert!(
+                host.try_wait().unwrap().is_none(),
+                "the host exited early; see {}",
+                log.display()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
@@ -97,9 +129,19 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     assert_eq!(kills, KILLS, "every kill landed while the host was working");
 
     let mut host = start_host(&scope, &topics, &log);
-    let status = tokio::task::spawn_blocking(move || host.wait()).await.unwrap().unwrap();
-    assert!(status.success(), "the last run ends cleanly; see {}", log.display());
-    assert_eq!(progress(&mut conn, &scope, &topics.readings, PARTITIONS).await, total);
+    let status = tokio::task::spawn_blocking(move || host.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the last run ends cleanly; see {}",
+        log.display()
+    );
+    assert_eq!(
+        progress(&mut conn, &scope, &topics.readings, PARTITIONS).await,
+        total
+    );
 
     let expected = oracle::expected(&sent);
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
@@ -114,6 +156,9 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
             differences.push(format!("unexpected {series:?}"));
         }
     }
-    assert!(differences.is_empty(), "series differ from the oracle after {KILLS} crashes: {differences:?}");
+    assert!(
+        differences.is_empty(),
+        "series differ from the oracle after {KILLS} crashes: {differences:?}"
+    );
     let _ = std::fs::remove_file(&log);
 }

@@ -21,12 +21,22 @@ const DAYS: u32 = 3;
 const RUN_END_MS: i64 = RUN_START_MS + DAYS as i64 * DAY_MS;
 
 const PANELS: [&str; 10] = [
-    "raw-TH1", "AggDay-TH1-chart", "raw-HVAC1-table", "raw-Etot", "raw-Mov1", "AggDay-HVAC1",
-    "AggDayDiff-Wtot", "AggDayRest-Etot", "AggDay-TH1", "LateRej-W1",
+    "raw-TH1",
+    "AggDay-TH1-chart",
+    "raw-HVAC1-table",
+    "raw-Etot",
+    "raw-Mov1",
+    "AggDay-HVAC1",
+    "AggDayDiff-Wtot",
+    "AggDayRest-Etot",
+    "AggDay-TH1",
+    "LateRej-W1",
 ];
 
 fn reading(site: &str, sensor: &str, ts_ms: i64, value: f64) -> String {
-    let ts = chrono::DateTime::from_timestamp_millis(ts_ms).unwrap().format("%Y-%m-%dT%H:%M:%SZ");
+    let ts = chrono::DateTime::from_timestamp_millis(ts_ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ");
     format!(r#"{{"site":"{site}","sensor":"{sensor}","ts":"{ts}","value":{value}}}"#)
 }
 
@@ -43,23 +53,49 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
     let mut scope = TestScope::new("live_page_in_a_browser");
     let topics = SystemTopics::create(&mut scope, 1).await;
     let bootstrap = scope.services.kafka_bootstrap.clone();
-    let fleet = SimConfig { sites: 1, seed: 3, start_ms: RUN_START_MS, days: Some(DAYS), site_prefix: format!("{}-s", scope.id) };
+    let fleet = SimConfig {
+        sites: 1,
+        seed: 3,
+        start_ms: RUN_START_MS,
+        days: Some(DAYS),
+        site_prefix: format!("{}-s", scope.id),
+    };
     let site = format!("{}-s1", scope.id);
-    publish(PublishConfig::fast(&bootstrap, &topics.readings, fleet), Arc::new(AtomicBool::new(false))).await.expect("simulator");
+    publish(
+        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("simulator");
 
     let mut hub = LiveHub::new();
     run_host_observed(&scope, &topics, 2000, &mut hub).await;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let (url, prefix, sender) = (scope.services.redis_url.clone(), scope.key_prefix(), hub.sender());
-    let server = tokio::spawn(async move { iot_host::live::server::serve(addr, &url, prefix, sender).await });
+    let (url, prefix, sender) = (
+        scope.services.redis_url.clone(),
+        scope.key_prefix(),
+        hub.sender(),
+    );
+    let server =
+        tokio::spawn(
+            async move { iot_host::live::server::serve(addr, &url, prefix, sender).await },
+        );
 
     let page = format!("http://{addr}/?site={site}");
     let browser = in_browser(move || {
         let browser = Browser::launch();
         browser.open(&page);
-        browser.wait_for("return document.body.dataset.ready === '1' && document.body.dataset.live === '1'", Duration::from_secs(30), "the page to load and connect");
+        browser.wait_for(
+            "return document.body.dataset.ready === '1' && document.body.dataset.live === '1'",
+            Duration::from_secs(30),
+            "the page to load and connect",
+        );
         for panel in PANELS {
-            browser.wait_for(&format!("{} > 0", points_of(panel)), Duration::from_secs(10), &format!("panel {panel} to show data"));
+            browser.wait_for(
+                &format!("{} > 0", points_of(panel)),
+                Duration::from_secs(10),
+                &format!("panel {panel} to show data"),
+            );
         }
         browser.eval("window.__sameLoad = 42; return true");
         browser
@@ -70,7 +106,10 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
 
     // One new 15-minute point, and one W1 reading ten days late.
     let new_step = RUN_END_MS + 15 * MINUTE_MS;
-    let payloads = [reading(&site, "TH1", new_step, 21.5), reading(&site, "W1", RUN_END_MS - 10 * DAY_MS + 15 * MINUTE_MS, 0.5)];
+    let payloads = [
+        reading(&site, "TH1", new_step, 21.5),
+        reading(&site, "W1", RUN_END_MS - 10 * DAY_MS + 15 * MINUTE_MS, 0.5),
+    ];
     produce(&bootstrap, &topics.readings, 0, &site, &payloads).await;
     let stats = run_host_observed(&scope, &topics, 2000, &mut hub).await;
     assert_eq!(stats.late_rejected, 1);
@@ -78,14 +117,39 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
     let shot = repo_root().join("artifacts/live-page.png");
     let shot_path = shot.clone();
     in_browser(move || {
-        browser.wait_for(&format!("return {} > {before_th1}", points_of("raw-TH1").trim_start_matches("return ")), Duration::from_secs(15), "the new TH1 point");
-        browser.wait_for(&format!("return {} > {before_rejected}", points_of("LateRej-W1").trim_start_matches("return ")), Duration::from_secs(15), "the late-rejected row");
-        assert_eq!(browser.eval("return window.__sameLoad"), serde_json::json!(42), "no reload happened");
-        let cell = browser.eval("return document.querySelector('#panel-LateRej-W1 tbody tr td').textContent");
-        assert!(cell.as_str().unwrap().starts_with("2019-12-2"), "the rejected row shows its own UTC time: {cell}");
+        browser.wait_for(
+            &format!(
+                "return {} > {before_th1}",
+                points_of("raw-TH1").trim_start_matches("return ")
+            ),
+            Duration::from_secs(15),
+            "the new TH1 point",
+        );
+        browser.wait_for(
+            &format!(
+                "return {} > {before_rejected}",
+                points_of("LateRej-W1").trim_start_matches("return ")
+            ),
+            Duration::from_secs(15),
+            "the late-rejected row",
+        );
+        assert_eq!(
+            browser.eval("return window.__sameLoad"),
+            serde_json::json!(42),
+            "no reload happened"
+        );
+        let cell = browser
+            .eval("return document.querySelector('#panel-LateRej-W1 tbody tr td').textContent");
+        assert!(
+            cell.as_str().unwrap().starts_with("2019-12-2"),
+            "the rejected row shows its own UTC time: {cell}"
+        );
         browser.screenshot(&shot_path);
     })
     .await;
-    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000, "the screenshot has content");
+    assert!(
+        std::fs::metadata(&shot).unwrap().len() > 10_000,
+        "the screenshot has content"
+    );
     server.abort();
 }

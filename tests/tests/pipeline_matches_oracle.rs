@@ -34,15 +34,29 @@ async fn every_stored_series_of_a_ten_day_two_site_run_equals_the_oracle() {
     let topics = SystemTopics::create(&mut scope, READINGS_PARTITIONS).await;
     let bootstrap = scope.services.kafka_bootstrap.clone();
 
-    let report = publish(PublishConfig::fast(&bootstrap, &topics.readings, simulated_fleet(&scope)), Arc::new(AtomicBool::new(false)))
-        .await
-        .expect("the simulator ran");
-    assert!(report.failure.is_none(), "simulator failed: {:?}", report.failure);
+    let report = publish(
+        PublishConfig::fast(&bootstrap, &topics.readings, simulated_fleet(&scope)),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("the simulator ran");
+    assert!(
+        report.failure.is_none(),
+        "simulator failed: {:?}",
+        report.failure
+    );
 
     // What was sent, as the topic holds it, in each site's partition order.
     let sent_records = read_all(&bootstrap, &topics.readings);
-    let sent: Vec<SentReading> = sent_records.iter().map(|r| oracle::sent_reading(r).expect("a JSON reading")).collect();
-    assert_eq!(sent.len() as u64, report.acknowledged, "the topic holds every acknowledged reading");
+    let sent: Vec<SentReading> = sent_records
+        .iter()
+        .map(|r| oracle::sent_reading(r).expect("a JSON reading"))
+        .collect();
+    assert_eq!(
+        sent.len() as u64,
+        report.acknowledged,
+        "the topic holds every acknowledged reading"
+    );
 
     let stats = run_host_until_caught_up(&scope, &topics, 2000).await;
     assert_eq!(stats.records, sent.len() as u64);
@@ -54,41 +68,76 @@ async fn every_stored_series_of_a_ten_day_two_site_run_equals_the_oracle() {
 
     // Raw, LateAccepted and LateRej together are the complete input.
     let input_kinds = ["raw", "LateAccepted", "LateRej"];
-    let stored_inputs: usize =
-        stored.iter().filter(|((_, _, k), _)| input_kinds.contains(&k.as_str())).map(|(_, v)| v.len()).sum();
+    let stored_inputs: usize = stored
+        .iter()
+        .filter(|((_, _, k), _)| input_kinds.contains(&k.as_str()))
+        .map(|(_, v)| v.len())
+        .sum();
     let distinct_sent: std::collections::BTreeSet<(String, String, i64, &str)> = expected
         .series
         .iter()
         .filter(|((_, _, k), _)| input_kinds.contains(&k.as_str()))
         .flat_map(|((site, sensor, kind), values)| {
-            values.keys().map(move |ts| (site.clone(), sensor.clone(), *ts, kind.as_str()))
+            values
+                .keys()
+                .map(move |ts| (site.clone(), sensor.clone(), *ts, kind.as_str()))
         })
         .collect();
     assert_eq!(stored_inputs, distinct_sent.len());
 
     // Both kinds of late reading really happened in this run.
-    assert!(expected.of_kind("LateAccepted").count() > 0, "the run has accepted late readings");
-    assert!(expected.of_kind("LateRej").count() > 0, "the run has rejected late readings");
+    assert!(
+        expected.of_kind("LateAccepted").count() > 0,
+        "the run has accepted late readings"
+    );
+    assert!(
+        expected.of_kind("LateRej").count() > 0,
+        "the run has rejected late readings"
+    );
     for kind in ["AggDay", "AggDayDiff", "AggDayRest"] {
-        assert!(expected.of_kind(kind).count() > 0, "the oracle expects {kind} series");
+        assert!(
+            expected.of_kind(kind).count() > 0,
+            "the oracle expects {kind} series"
+        );
     }
 
     let mismatches = compare(&expected.series, &stored);
-    assert!(mismatches.is_empty(), "{} differences from the oracle, first ones:\n{}", mismatches.len(), mismatches.iter().take(15).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} differences from the oracle, first ones:\n{}",
+        mismatches.len(),
+        mismatches
+            .iter()
+            .take(15)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 
     // Every series carries its labels and keeps the last value per timestamp.
     for ((site, sensor, kind), _) in expected.series.iter().take(40) {
         let key = format!("{}{site}:{sensor}:{kind}", scope.key_prefix());
-        assert_eq!(redis_read::duplicate_policy(&mut conn, &key).await, "last", "{key}");
+        assert_eq!(
+            redis_read::duplicate_policy(&mut conn, &key).await,
+            "last",
+            "{key}"
+        );
         let labels = redis_read::series_labels(&mut conn, &key).await;
-        assert_eq!(labels.get("unit").map(String::is_empty), Some(false), "{key} has a unit");
+        assert_eq!(
+            labels.get("unit").map(String::is_empty),
+            Some(false),
+            "{key} has a unit"
+        );
     }
 
     // The aggregates topic, read as an upsert log, ends with the stored values.
     let mut last_by_key: BTreeMap<String, f64> = BTreeMap::new();
     for record in read_all(&bootstrap, &topics.aggregates) {
         let v = record.json();
-        last_by_key.insert(record.key.clone().expect("aggregates are keyed"), v["value"].as_f64().unwrap());
+        last_by_key.insert(
+            record.key.clone().expect("aggregates are keyed"),
+            v["value"].as_f64().unwrap(),
+        );
     }
     let mut expected_outputs = 0;
     for ((site, sensor, kind), values) in &expected.series {
@@ -98,10 +147,18 @@ async fn every_stored_series_of_a_ten_day_two_site_run_equals_the_oracle() {
         for (ts, value) in values {
             expected_outputs += 1;
             let key = format!("{}{site}:{sensor}:{kind}@{ts}", scope.key_prefix());
-            assert_eq!(last_by_key.get(&key), Some(value), "aggregates topic, {key}");
+            assert_eq!(
+                last_by_key.get(&key),
+                Some(value),
+                "aggregates topic, {key}"
+            );
         }
     }
-    assert_eq!(last_by_key.len(), expected_outputs, "no extra keys on the aggregates topic");
+    assert_eq!(
+        last_by_key.len(),
+        expected_outputs,
+        "no extra keys on the aggregates topic"
+    );
 
     // late-rejected holds exactly the LateRej readings.
     let rejected = read_all(&bootstrap, &topics.late_rejected);
@@ -121,7 +178,9 @@ fn compare(
                 for (ts, value) in values {
                     match got.get(ts) {
                         Some(v) if v == value => {}
-                        other => out.push(format!("{series:?} @ {ts}: expected {value}, stored {other:?}")),
+                        other => out.push(format!(
+                            "{series:?} @ {ts}: expected {value}, stored {other:?}"
+                        )),
                     }
                 }
                 for ts in got.keys().filter(|ts| !values.contains_key(ts)) {

@@ -55,6 +55,9 @@ pub struct Effects {
 
 impl Effects {
     pub fn is_empty(&self) -> bool {
-        self.new_series.is_empty() && self.samples.is_empty() && self.records.is_empty() && self.checkpoints.is_empty()
+        self.new_series.is_empty()
+            && self.samples.is_empty()
+            && self.records.is_empty()
+            && self.checkpoints.is_empty()
     }
 }

@@ -13,7 +13,10 @@ pub struct LatenessPolicy {
 
 impl Default for LatenessPolicy {
     fn default() -> Self {
-        LatenessPolicy { out_of_orderness_ms: 0, allowed_lateness_ms: 2 * DAY_MS }
+        LatenessPolicy {
+            out_of_orderness_ms: 0,
+            allowed_lateness_ms: 2 * DAY_MS,
+        }
     }
 }
 
@@ -70,13 +73,22 @@ mod tests {
     #[test]
     fn the_allowed_lateness_is_inclusive_and_one_step_more_is_rejected() {
         let p = LatenessPolicy::default();
-        assert_eq!(p.classify(DAY_END, DAY_END + 2 * DAY_MS), Lateness::Accepted);
-        assert_eq!(p.classify(DAY_END, DAY_END + 2 * DAY_MS + STEP_MS), Lateness::Rejected);
+        assert_eq!(
+            p.classify(DAY_END, DAY_END + 2 * DAY_MS),
+            Lateness::Accepted
+        );
+        assert_eq!(
+            p.classify(DAY_END, DAY_END + 2 * DAY_MS + STEP_MS),
+            Lateness::Rejected
+        );
     }
 
     #[test]
     fn the_out_of_orderness_bound_holds_the_watermark_back() {
-        let p = LatenessPolicy { out_of_orderness_ms: STEP_MS, ..LatenessPolicy::default() };
+        let p = LatenessPolicy {
+            out_of_orderness_ms: STEP_MS,
+            ..LatenessPolicy::default()
+        };
         assert_eq!(p.classify(DAY_END, DAY_END + STEP_MS), Lateness::OnTime);
     }
 }

@@ -175,18 +175,26 @@ impl Engine {
 
     /// Installs a partition's state from its checkpoint, or an empty state starting at the
     /// consumer's position when there is none.
-    pub fn restore_partition(&mut self, partition: i32, checkpoint: Option<PartitionCheckpoint>) -> anyhow::Result<()> {
+    pub fn restore_partition(
+        &mut self,
+        partition: i32,
+        checkpoint: Option<PartitionCheckpoint>,
+    ) -> anyhow::Result<()> {
         let outputs = self.pipeline.outputs.len();
         let next_offset = match checkpoint {
             Some(cp) => {
                 for (name, snapshot) in &cp.sites {
-                    self.sites.insert(name.clone(), SiteState::restore(partition, outputs, snapshot)?);
+                    self.sites.insert(
+                        name.clone(),
+                        SiteState::restore(partition, outputs, snapshot)?,
+                    );
                 }
                 cp.next_offset
             }
             None => 0,
         };
-        self.partitions.insert(partition, PartitionState { next_offset });
+        self.partitions
+            .insert(partition, PartitionState { next_offset });
         Ok(())
     }
 
@@ -201,7 +209,11 @@ impl Engine {
     /// Takes one record. Records below the partition's checkpoint were already stored
     /// before a restart and are skipped: nothing is counted twice.
     pub fn process(&mut self, record: &SourceRecord) {
-        let next = &mut self.partitions.entry(record.partition).or_insert(PartitionState { next_offset: 0 }).next_offset;
+        let next = &mut self
+            .partitions
+            .entry(record.partition)
+            .or_insert(PartitionState { next_offset: 0 })
+            .next_offset;
         if record.offset < *next {
             self.stats.skipped_replayed += 1;
             return;
@@ -220,7 +232,8 @@ impl Engine {
     fn accept(&mut self, partition: i32, reading: Reading<'_>) {
         let outputs = self.pipeline.outputs.len();
         if !self.sites.contains_key(reading.site.as_ref()) {
-            self.sites.insert(reading.site.to_string(), SiteState::new(partition, outputs));
+            self.sites
+                .insert(reading.site.to_string(), SiteState::new(partition, outputs));
         }
         let site_name = reading.site.as_ref();
         let site = self.sites.get_mut(site_name).expect("inserted above");
@@ -232,32 +245,53 @@ impl Engine {
             Lateness::Accepted => Kind::LateAccepted,
             Lateness::Rejected => Kind::LateRej,
         };
-        let series = self.series.input_series(site_name, site, reading.sensor, kind, &mut self.effects);
-        self.effects.samples.push(StoredSample { series, ts_ms: reading.ts_ms, value: reading.value });
+        let series =
+            self.series
+                .input_series(site_name, site, reading.sensor, kind, &mut self.effects);
+        self.effects.samples.push(StoredSample {
+            series,
+            ts_ms: reading.ts_ms,
+            value: reading.value,
+        });
         match lateness {
             Lateness::OnTime => self.stats.on_time += 1,
             Lateness::Accepted => self.stats.late_accepted += 1,
             Lateness::Rejected => {
                 self.stats.late_rejected += 1;
                 let watermark = self.config.lateness.watermark(site.newest_ts);
-                self.effects.records.push(late_rejected_record(&reading, end, watermark, &self.config.lateness));
+                self.effects.records.push(late_rejected_record(
+                    &reading,
+                    end,
+                    watermark,
+                    &self.config.lateness,
+                ));
                 return;
             }
         }
         site.newest_ts = site.newest_ts.max(reading.ts_ms);
         for &(output, input) in &self.pipeline.routes_by_sensor[reading.sensor.index()] {
-            let sample = Sample { input, ts_ms: reading.ts_ms, value: reading.value };
+            let sample = Sample {
+                input,
+                ts_ms: reading.ts_ms,
+                value: reading.value,
+            };
             push_sample(site, end, output, outputs, sample);
             // A reading at a day's start instant also opens the next day for plugins that
             // need both ends (daily difference of a cumulative meter).
-            if reading.ts_ms == end && self.plugins[self.output_plugin[output]].includes_window_start {
+            if reading.ts_ms == end
+                && self.plugins[self.output_plugin[output]].includes_window_start
+            {
                 push_sample(site, end + DAY_MS, output, outputs, sample);
             }
         }
     }
 
     fn dead_letter(&mut self, record: &SourceRecord, error: &ParseError) {
-        *self.stats.dead_letters.entry(error.reason.as_str()).or_default() += 1;
+        *self
+            .stats
+            .dead_letters
+            .entry(error.reason.as_str())
+            .or_default() += 1;
         const MAX_PAYLOAD_ECHO: usize = 2048;
         let echo = &record.payload[..record.payload.len().min(MAX_PAYLOAD_ECHO)];
         let value = json!({
@@ -271,7 +305,10 @@ impl Engine {
         });
         self.effects.records.push(OutRecord {
             topic: OutTopic::DeadLetter,
-            key: record.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned()),
+            key: record
+                .key
+                .as_deref()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
             value: value.to_string(),
         });
     }
@@ -280,7 +317,12 @@ impl Engine {
     /// allowed lateness, and returns the batch's effects with a checkpoint per touched
     /// partition.
     pub fn finish_batch(&mut self) -> Effects {
-        let mut touched: Vec<String> = self.sites.iter().filter(|(_, s)| s.touched).map(|(n, _)| n.clone()).collect();
+        let mut touched: Vec<String> = self
+            .sites
+            .iter()
+            .filter(|(_, s)| s.touched)
+            .map(|(n, _)| n.clone())
+            .collect();
         touched.sort_unstable();
         let mut partitions: Vec<i32> = Vec::new();
         for name in &touched {
@@ -357,9 +399,13 @@ impl Engine {
         let spec = &self.pipeline.outputs[output];
         let result = (|| -> Result<(), PluginError> {
             if slot.state.is_none() {
-                slot.state = Some(plugin.init(&spec.params, window)?);
+                slot.state = Some(plugin.init(&spec.params, spec.inputs.len() as u32, window)?);
             }
-            plugin.fold(slot.state.as_mut().expect("initialised above"), window, &slot.pending)
+            plugin.fold(
+                slot.state.as_mut().expect("initialised above"),
+                window,
+                &slot.pending,
+            )
         })();
         slot.pending.clear();
         if let Err(error) = result {
@@ -411,7 +457,13 @@ impl Engine {
         day.emitted = true;
     }
 
-    fn finish_slot(&mut self, site: &str, end: i64, output: usize, day: &mut DayState) -> Option<f64> {
+    fn finish_slot(
+        &mut self,
+        site: &str,
+        end: i64,
+        output: usize,
+        day: &mut DayState,
+    ) -> Option<f64> {
         let slot = &mut day.slots[output];
         if slot.failed {
             return None;
@@ -430,20 +482,30 @@ impl Engine {
 
     /// A derived output is recomputed from scratch: one sample per input, each input's
     /// current value for the day. Missing inputs are left out; the plugin decides.
-    fn compute_derived(&mut self, site: &str, end: i64, output: usize, day: &DayState) -> Option<f64> {
+    fn compute_derived(
+        &mut self,
+        site: &str,
+        end: i64,
+        output: usize,
+        day: &DayState,
+    ) -> Option<f64> {
         let window = window_of(end);
         let spec = &self.pipeline.outputs[output];
         self.derived_samples.clear();
         for (position, input) in spec.inputs.iter().enumerate() {
             if let InputSource::Output(upstream) = *input {
                 if let Some(value) = day.slots[upstream].value {
-                    self.derived_samples.push(Sample { input: position as u32, ts_ms: end, value });
+                    self.derived_samples.push(Sample {
+                        input: position as u32,
+                        ts_ms: end,
+                        value,
+                    });
                 }
             }
         }
         let plugin = &mut self.plugins[self.output_plugin[output]].instance;
         let result = (|| -> Result<Option<f64>, PluginError> {
-            let mut state = plugin.init(&spec.params, window)?;
+            let mut state = plugin.init(&spec.params, spec.inputs.len() as u32, window)?;
             plugin.fold(&mut state, window, &self.derived_samples)?;
             plugin.finish(&state, window)
         })();
@@ -458,8 +520,14 @@ impl Engine {
 
     fn emit(&mut self, site_name: &str, site: &mut SiteState, output: usize, end: i64, value: f64) {
         let spec = &self.pipeline.outputs[output];
-        let series = self.series.output_series(site_name, site, output, spec, &mut self.effects);
-        self.effects.samples.push(StoredSample { series, ts_ms: end, value });
+        let series = self
+            .series
+            .output_series(site_name, site, output, spec, &mut self.effects);
+        self.effects.samples.push(StoredSample {
+            series,
+            ts_ms: end,
+            value,
+        });
         let key = self.series.key(series);
         self.effects.records.push(OutRecord {
             topic: OutTopic::Aggregates,
@@ -513,7 +581,10 @@ fn push_sample(site: &mut SiteState, end: i64, output: usize, outputs: usize, sa
 }
 
 fn window_of(end: i64) -> Window {
-    Window { start_ms: end - DAY_MS, end_ms: end }
+    Window {
+        start_ms: end - DAY_MS,
+        end_ms: end,
+    }
 }
 
 fn check_arity(plugin: &LoadedPlugin, inputs: usize, name: &str, kind: Kind) -> anyhow::Result<()> {
@@ -529,7 +600,12 @@ fn check_arity(plugin: &LoadedPlugin, inputs: usize, name: &str, kind: Kind) -> 
     Ok(())
 }
 
-fn late_rejected_record(reading: &Reading<'_>, end: i64, watermark: i64, policy: &LatenessPolicy) -> OutRecord {
+fn late_rejected_record(
+    reading: &Reading<'_>,
+    end: i64,
+    watermark: i64,
+    policy: &LatenessPolicy,
+) -> OutRecord {
     OutRecord {
         topic: OutTopic::LateRejected,
         key: Some(reading.site.to_string()),

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use iot_protocol::{Kind, SeriesName, Sensor};
+use iot_protocol::{Kind, Sensor, SeriesName};
 
 use super::effects::{Effects, SeriesDef, SeriesId};
 use super::site::SiteState;
@@ -18,7 +18,11 @@ pub struct SeriesRegistry {
 
 impl SeriesRegistry {
     pub fn new(prefix: String) -> SeriesRegistry {
-        SeriesRegistry { prefix, keys: Vec::new(), ids: HashMap::new() }
+        SeriesRegistry {
+            prefix,
+            keys: Vec::new(),
+            ids: HashMap::new(),
+        }
     }
 
     pub fn key(&self, id: SeriesId) -> &str {
@@ -42,7 +46,11 @@ impl SeriesRegistry {
         if let Some(id) = site.input_series[sensor.index()][column] {
             return id;
         }
-        let id = self.register(SeriesName::new(site_name, sensor.name(), kind), sensor.unit(), effects);
+        let id = self.register(
+            SeriesName::new(site_name, sensor.name(), kind),
+            sensor.unit(),
+            effects,
+        );
         site.input_series[sensor.index()][column] = Some(id);
         id
     }
@@ -58,7 +66,11 @@ impl SeriesRegistry {
         if let Some(id) = site.output_series[output] {
             return id;
         }
-        let id = self.register(SeriesName::new(site_name, spec.name.clone(), spec.kind), &spec.unit, effects);
+        let id = self.register(
+            SeriesName::new(site_name, spec.name.clone(), spec.kind),
+            &spec.unit,
+            effects,
+        );
         site.output_series[output] = Some(id);
         id
     }
@@ -71,7 +83,12 @@ impl SeriesRegistry {
         let key = name.key(&self.prefix);
         self.keys.push(key.clone());
         self.ids.insert(name.clone(), id);
-        effects.new_series.push(SeriesDef { id, name, key, unit: unit.to_owned() });
+        effects.new_series.push(SeriesDef {
+            id,
+            name,
+            key,
+            unit: unit.to_owned(),
+        });
         id
     }
 }

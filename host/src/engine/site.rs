@@ -35,7 +35,10 @@ pub struct DayState {
 
 impl DayState {
     pub fn new(outputs: usize) -> DayState {
-        DayState { emitted: false, slots: vec![Slot::default(); outputs] }
+        DayState {
+            emitted: false,
+            slots: vec![Slot::default(); outputs],
+        }
     }
 
     pub fn needs_refresh(&self) -> bool {
@@ -72,7 +75,9 @@ impl SiteState {
     }
 
     pub fn day_mut(&mut self, end_ms: i64, outputs: usize) -> &mut DayState {
-        self.days.entry(end_ms).or_insert_with(|| DayState::new(outputs))
+        self.days
+            .entry(end_ms)
+            .or_insert_with(|| DayState::new(outputs))
     }
 
     pub fn snapshot(&self) -> SiteSnapshot {
@@ -101,7 +106,11 @@ impl SiteState {
         }
     }
 
-    pub fn restore(partition: i32, outputs: usize, snapshot: &SiteSnapshot) -> anyhow::Result<SiteState> {
+    pub fn restore(
+        partition: i32,
+        outputs: usize,
+        snapshot: &SiteSnapshot,
+    ) -> anyhow::Result<SiteState> {
         let mut site = SiteState::new(partition, outputs);
         site.newest_ts = snapshot.newest_ts;
         for day in &snapshot.days {

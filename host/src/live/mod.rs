@@ -37,7 +37,10 @@ impl LiveHub {
     pub fn new() -> LiveHub {
         // Slow clients lag and skip ahead (they reload history) rather than hold the host back.
         let (sender, _) = broadcast::channel(256);
-        LiveHub { sender, series: HashMap::new() }
+        LiveHub {
+            sender,
+            series: HashMap::new(),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<String> {
@@ -77,8 +80,13 @@ impl CommitObserver for LiveHub {
                 })
             })
             .collect();
-        let rejected = effects.records.iter().filter(|r| r.topic == OutTopic::LateRejected).count();
-        let message = serde_json::json!({ "points": points, "late_rejected": rejected }).to_string();
+        let rejected = effects
+            .records
+            .iter()
+            .filter(|r| r.topic == OutTopic::LateRejected)
+            .count();
+        let message =
+            serde_json::json!({ "points": points, "late_rejected": rejected }).to_string();
         let _ = self.sender.send(message);
     }
 }

@@ -27,13 +27,32 @@ struct AppState {
 }
 
 /// Serves the live page until the process ends.
-pub async fn serve(addr: SocketAddr, redis_url: &str, key_prefix: String, live: broadcast::Sender<String>) -> anyhow::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    redis_url: &str,
+    key_prefix: String,
+    live: broadcast::Sender<String>,
+) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url).context("live page: bad Redis URL")?;
-    let redis = redis::aio::ConnectionManager::new(client).await.context("live page: cannot reach Redis")?;
-    let state = AppState { redis, key_prefix, live };
+    let redis = redis::aio::ConnectionManager::new(client)
+        .await
+        .context("live page: cannot reach Redis")?;
+    let state = AppState {
+        redis,
+        key_prefix,
+        live,
+    };
     let app = Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
-        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS) }))
+        .route(
+            "/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
         .route("/api/sites", get(sites))
         .route("/api/series", get(series))
         .route("/ws", get(websocket))
@@ -42,13 +61,17 @@ pub async fn serve(addr: SocketAddr, redis_url: &str, key_prefix: String, live: 
         .await
         .with_context(|| format!("live page: cannot listen on {addr} (is another host running? use --http to pick another address)"))?;
     tracing::info!("live page on http://{addr}/");
-    axum::serve(listener, app).await.context("live page server stopped")
+    axum::serve(listener, app)
+        .await
+        .context("live page server stopped")
 }
 
 /// Sites that have raw series, from the series' labels.
 async fn sites(State(mut state): State<AppState>) -> Response {
-    let keys: redis::RedisResult<Vec<String>> =
-        redis::cmd("TS.QUERYINDEX").arg("kind=raw").query_async(&mut state.redis).await;
+    let keys: redis::RedisResult<Vec<String>> = redis::cmd("TS.QUERYINDEX")
+        .arg("kind=raw")
+        .query_async(&mut state.redis)
+        .await;
     match keys {
         Ok(keys) => {
             let mut sites: Vec<String> = keys
@@ -74,9 +97,17 @@ struct SeriesQuery {
 
 /// The newest points of one series, oldest first.
 async fn series(State(mut state): State<AppState>, Query(q): Query<SeriesQuery>) -> Response {
-    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
     if !(valid(&q.site) && valid(&q.sensor) && valid(&q.kind)) {
-        return (StatusCode::BAD_REQUEST, "site, sensor and kind are letters, digits, '-', '_' or '.'").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "site, sensor and kind are letters, digits, '-', '_' or '.'",
+        )
+            .into_response();
     }
     let key = format!("{}{}:{}:{}", state.key_prefix, q.site, q.sensor, q.kind);
     let rows: redis::RedisResult<Vec<(i64, String)>> = redis::cmd("TS.REVRANGE")
@@ -90,11 +121,16 @@ async fn series(State(mut state): State<AppState>, Query(q): Query<SeriesQuery>)
     match rows {
         Ok(mut rows) => {
             rows.reverse();
-            let points: Vec<(i64, f64)> = rows.into_iter().filter_map(|(ts, v)| Some((ts, v.parse().ok()?))).collect();
+            let points: Vec<(i64, f64)> = rows
+                .into_iter()
+                .filter_map(|(ts, v)| Some((ts, v.parse().ok()?)))
+                .collect();
             Json(points).into_response()
         }
         // A series not written yet is an empty panel, not an error.
-        Err(e) if e.to_string().contains("does not exist") => Json(Vec::<(i64, f64)>::new()).into_response(),
+        Err(e) if e.to_string().contains("does not exist") => {
+            Json(Vec::<(i64, f64)>::new()).into_response()
+        }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("Redis: {e}")).into_response(),
     }
 }

@@ -11,7 +11,8 @@ use crate::engine::OutRecord;
 
 pub trait Publisher: Send {
     /// Returns once every record is acknowledged.
-    fn publish(&mut self, records: &[OutRecord]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn publish(&mut self, records: &[OutRecord])
+        -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// Keeps records in memory (for tests of the engine that do not test Kafka).

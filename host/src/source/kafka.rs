@@ -40,7 +40,11 @@ struct GroupContext {
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
-    fn pre_rebalance(&self, _consumer: &rdkafka::consumer::BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(
+        &self,
+        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &Rebalance<'_>,
+    ) {
         let mut log = self.log.lock().expect("rebalance log");
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -86,7 +90,12 @@ impl KafkaSource {
         consumer
             .subscribe(&[&config.topic])
             .with_context(|| format!("cannot subscribe to topic {:?}", config.topic))?;
-        Ok(KafkaSource { consumer, config, log, at_end: HashSet::new() })
+        Ok(KafkaSource {
+            consumer,
+            config,
+            log,
+            at_end: HashSet::new(),
+        })
     }
 
     fn take_revoked(&mut self) -> Vec<i32> {
@@ -97,10 +106,13 @@ impl KafkaSource {
         let log = self.log.lock().expect("rebalance log");
         !log.assigned.is_empty() && log.assigned.iter().all(|p| self.at_end.contains(p))
     }
-
 }
 
-fn push(at_end: &mut HashSet<i32>, records: &mut Vec<SourceRecord>, message: &rdkafka::message::BorrowedMessage<'_>) {
+fn push(
+    at_end: &mut HashSet<i32>,
+    records: &mut Vec<SourceRecord>,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+) {
     at_end.remove(&message.partition());
     records.push(SourceRecord {
         partition: message.partition(),
@@ -123,7 +135,8 @@ impl Source for KafkaSource {
         // Wait for the first record (or an end-of-partition notice), then take what is
         // already there, up to `max`, lingering briefly so batches are worth a round trip.
         loop {
-            let waited = tokio::time::timeout(Duration::from_millis(500), self.consumer.recv()).await;
+            let waited =
+                tokio::time::timeout(Duration::from_millis(500), self.consumer.recv()).await;
             match waited {
                 Err(_) => {
                     if self.caught_up() {

@@ -27,7 +27,10 @@ pub trait Source: Send {
     fn next(&mut self, max: usize) -> impl Future<Output = anyhow::Result<SourceEvent>> + Send;
 
     /// Records that everything below these offsets (partition, next offset) is durable.
-    fn commit(&mut self, next_offsets: &[(i32, i64)]) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn commit(
+        &mut self,
+        next_offsets: &[(i32, i64)],
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
 }
 
 /// A finite source over records held in memory, handed out in batches.
@@ -38,7 +41,10 @@ pub struct VecSource {
 
 impl VecSource {
     pub fn new(records: impl IntoIterator<Item = SourceRecord>) -> VecSource {
-        VecSource { records: records.into_iter().collect(), committed: Vec::new() }
+        VecSource {
+            records: records.into_iter().collect(),
+            committed: Vec::new(),
+        }
     }
 }
 

@@ -11,7 +11,10 @@ use crate::engine::{Effects, PartitionCheckpoint};
 
 pub trait Store: Send {
     /// The checkpoint of a partition, if one was ever written.
-    fn load_checkpoint(&mut self, partition: i32) -> impl Future<Output = anyhow::Result<Option<PartitionCheckpoint>>> + Send;
+    fn load_checkpoint(
+        &mut self,
+        partition: i32,
+    ) -> impl Future<Output = anyhow::Result<Option<PartitionCheckpoint>>> + Send;
 
     /// Creates the batch's new series, then writes its samples and checkpoints atomically.
     fn commit(&mut self, effects: &Effects) -> impl Future<Output = anyhow::Result<()>> + Send;

@@ -47,16 +47,25 @@ impl RedisStore {
     pub async fn connect(config: RedisStoreConfig) -> anyhow::Result<RedisStore> {
         let client = redis::Client::open(config.url.as_str())
             .with_context(|| format!("REDIS_URL {:?} is not a valid Redis URL", config.url))?;
-        let conn = retry("connect to Redis", || ConnectionManager::new(client.clone())).await;
-        let mut store = RedisStore { conn, config, keys: Vec::new() };
+        let conn = retry("connect to Redis", || {
+            ConnectionManager::new(client.clone())
+        })
+        .await;
+        let mut store = RedisStore {
+            conn,
+            config,
+            keys: Vec::new(),
+        };
         store.check_timeseries().await?;
         Ok(store)
     }
 
     async fn check_timeseries(&mut self) -> anyhow::Result<()> {
         let probe = format!("{}_probe", self.config.key_prefix);
-        let reply: redis::RedisResult<redis::Value> =
-            redis::cmd("TS.INFO").arg(&probe).query_async(&mut self.conn).await;
+        let reply: redis::RedisResult<redis::Value> = redis::cmd("TS.INFO")
+            .arg(&probe)
+            .query_async(&mut self.conn)
+            .await;
         match reply {
             Err(e) if e.to_string().to_lowercase().contains("unknown command") => anyhow::bail!(
                 "Redis at {} has no TimeSeries module (TS.INFO is an unknown command): \
@@ -68,7 +77,10 @@ impl RedisStore {
     }
 
     pub fn checkpoint_key(&self, partition: i32) -> String {
-        format!("{}_checkpoint:{}:{partition}", self.config.key_prefix, self.config.topic)
+        format!(
+            "{}_checkpoint:{}:{partition}",
+            self.config.key_prefix, self.config.topic
+        )
     }
 
     async fn create_series(&mut self, defs: &[SeriesDef]) -> anyhow::Result<()> {
@@ -80,8 +92,20 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for def in defs {
             let labels = labels(def);
-            pipe.cmd("TS.CREATE").arg(&def.key).arg("DUPLICATE_POLICY").arg("LAST").arg("LABELS").arg(&labels).ignore();
-            pipe.cmd("TS.ALTER").arg(&def.key).arg("DUPLICATE_POLICY").arg("LAST").arg("LABELS").arg(&labels).ignore();
+            pipe.cmd("TS.CREATE")
+                .arg(&def.key)
+                .arg("DUPLICATE_POLICY")
+                .arg("LAST")
+                .arg("LABELS")
+                .arg(&labels)
+                .ignore();
+            pipe.cmd("TS.ALTER")
+                .arg(&def.key)
+                .arg("DUPLICATE_POLICY")
+                .arg("LAST")
+                .arg("LABELS")
+                .arg(&labels)
+                .ignore();
         }
         // Errors of TS.CREATE on existing keys are expected; redis-rs reports the first error
         // of a pipeline, so run it and then check that every key exists with our policy.
@@ -90,9 +114,15 @@ impl RedisStore {
         for def in defs {
             check.cmd("EXISTS").arg(&def.key);
         }
-        let exists: Vec<i64> = check.query_async(&mut self.conn).await.context("checking created series")?;
+        let exists: Vec<i64> = check
+            .query_async(&mut self.conn)
+            .await
+            .context("checking created series")?;
         if let Some(missing) = defs.iter().zip(&exists).find(|(_, &e)| e == 0) {
-            anyhow::bail!("Redis did not create series {}: is the TimeSeries module loaded?", missing.0.key);
+            anyhow::bail!(
+                "Redis did not create series {}: is the TimeSeries module loaded?",
+                missing.0.key
+            );
         }
         Ok(())
     }
@@ -113,23 +143,40 @@ impl RedisStore {
         for chunk in effects.samples.chunks(MADD_CHUNK) {
             let cmd = pipe.cmd("TS.MADD");
             for s in chunk {
-                cmd.arg(&self.keys[s.series as usize]).arg(s.ts_ms).arg(s.value);
+                cmd.arg(&self.keys[s.series as usize])
+                    .arg(s.ts_ms)
+                    .arg(s.value);
             }
         }
         for checkpoint in &effects.checkpoints {
             let json = serde_json::to_string(checkpoint).context("serialising a checkpoint")?;
-            pipe.cmd("SET").arg(self.checkpoint_key(checkpoint.partition)).arg(json).ignore();
+            pipe.cmd("SET")
+                .arg(self.checkpoint_key(checkpoint.partition))
+                .arg(json)
+                .ignore();
         }
         Ok(pipe)
     }
 }
 
 impl Store for RedisStore {
-    async fn load_checkpoint(&mut self, partition: i32) -> anyhow::Result<Option<PartitionCheckpoint>> {
+    async fn load_checkpoint(
+        &mut self,
+        partition: i32,
+    ) -> anyhow::Result<Option<PartitionCheckpoint>> {
         let key = self.checkpoint_key(partition);
-        let json: Option<String> = retry_query("read a checkpoint", &mut self.conn, redis::cmd("GET").arg(&key)).await?;
-        json.map(|j| serde_json::from_str(&j).with_context(|| format!("checkpoint {key} is not readable; delete it to start that partition over")))
-            .transpose()
+        let json: Option<String> = retry_query(
+            "read a checkpoint",
+            &mut self.conn,
+            redis::cmd("GET").arg(&key),
+        )
+        .await?;
+        json.map(|j| {
+            serde_json::from_str(&j).with_context(|| {
+                format!("checkpoint {key} is not readable; delete it to start that partition over")
+            })
+        })
+        .transpose()
     }
 
     async fn commit(&mut self, effects: &Effects) -> anyhow::Result<()> {
@@ -164,21 +211,38 @@ fn check_madd_replies(replies: &[redis::Value]) -> anyhow::Result<()> {
             redis::Value::Array(items) => items.as_slice(),
             other => std::slice::from_ref(other),
         };
-        if let Some(redis::Value::ServerError(e)) = samples.iter().find(|v| matches!(v, redis::Value::ServerError(_))) {
-            anyhow::bail!("RedisTimeSeries refused a sample: {e:?}; was a series deleted while the host ran?");
+        if let Some(redis::Value::ServerError(e)) = samples
+            .iter()
+            .find(|v| matches!(v, redis::Value::ServerError(_)))
+        {
+            anyhow::bail!(
+                "RedisTimeSeries refused a sample: {e:?}; was a series deleted while the host ran?"
+            );
         }
     }
     Ok(())
 }
 
 fn labels(def: &SeriesDef) -> Vec<&str> {
-    vec!["site", &def.name.site, "sensor", &def.name.sensor, "kind", def.name.kind.as_str(), "unit", &def.unit]
+    vec![
+        "site",
+        &def.name.site,
+        "sensor",
+        &def.name.sensor,
+        "kind",
+        def.name.kind.as_str(),
+        "unit",
+        &def.unit,
+    ]
 }
 
 fn is_transient(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-            r.is_io_error() || r.is_connection_dropped() || r.is_connection_refusal() || r.is_timeout()
+            r.is_io_error()
+                || r.is_connection_dropped()
+                || r.is_connection_refusal()
+                || r.is_timeout()
         })
     })
 }
@@ -210,7 +274,12 @@ async fn retry_query<T: redis::FromRedisValue>(
     loop {
         match cmd.query_async::<T>(conn).await {
             Ok(v) => return Ok(v),
-            Err(e) if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() => {
+            Err(e)
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout() =>
+            {
                 tracing::warn!("cannot {what} yet, retrying in {delay:?}: {e}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));

@@ -23,7 +23,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut args = Args { sites: 10, days: 15, partitions: 6, batch: 5000 };
+    let mut args = Args {
+        sites: 10,
+        days: 15,
+        partitions: 6,
+        batch: 5000,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -54,10 +59,16 @@ async fn main() {
         days: Some(args.days),
         site_prefix: format!("{}-s", scope.id),
     };
-    eprintln!("publishing {} sites × {} days to {} ({} partitions)…", args.sites, args.days, topics.readings, args.partitions);
-    let report = publish(PublishConfig::fast(&scope.services.kafka_bootstrap, &topics.readings, fleet), Arc::new(AtomicBool::new(false)))
-        .await
-        .expect("the simulator ran");
+    eprintln!(
+        "publishing {} sites × {} days to {} ({} partitions)…",
+        args.sites, args.days, topics.readings, args.partitions
+    );
+    let report = publish(
+        PublishConfig::fast(&scope.services.kafka_bootstrap, &topics.readings, fleet),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("the simulator ran");
     let backlog = report.acknowledged;
     eprintln!("backlog of {backlog} readings ready; draining it with the host…");
 
@@ -73,7 +84,10 @@ async fn main() {
     println!("| figure | value |");
     println!("|---|---|");
     println!("| backlog (readings) | {backlog} |");
-    println!("| simulator publish rate (readings/s) | {:.0} |", report.readings_per_second());
+    println!(
+        "| simulator publish rate (readings/s) | {:.0} |",
+        report.readings_per_second()
+    );
     println!("| host end-to-end (readings/s, raw + aggregates) | {host_rate:.0} |");
     println!("| TS.MADD ceiling, batches of {MADD_BATCH} (samples/s) | {madd_rate:.0} |");
     println!("| host / ceiling | {:.3} |", host_rate / madd_rate);
@@ -92,9 +106,17 @@ async fn main() {
 /// does, and returns samples/s.
 async fn madd_ceiling(scope: &TestScope, samples: usize) -> f64 {
     let mut conn = scope.redis_conn().await;
-    let keys: Vec<String> = (0..100).map(|i| format!("{}madd-ceiling:{i}", scope.key_prefix())).collect();
+    let keys: Vec<String> = (0..100)
+        .map(|i| format!("{}madd-ceiling:{i}", scope.key_prefix()))
+        .collect();
     for key in &keys {
-        let _: () = redis::cmd("TS.CREATE").arg(key).arg("DUPLICATE_POLICY").arg("LAST").query_async(&mut conn).await.expect("TS.CREATE");
+        let _: () = redis::cmd("TS.CREATE")
+            .arg(key)
+            .arg("DUPLICATE_POLICY")
+            .arg("LAST")
+            .query_async(&mut conn)
+            .await
+            .expect("TS.CREATE");
     }
     let started = Instant::now();
     let mut written = 0usize;
@@ -104,7 +126,9 @@ async fn madd_ceiling(scope: &TestScope, samples: usize) -> f64 {
         for _ in 0..5 {
             let cmd = pipe.cmd("TS.MADD");
             for i in 0..MADD_BATCH {
-                cmd.arg(&keys[i % keys.len()]).arg(ts + (i / keys.len()) as i64).arg(12.5 + i as f64);
+                cmd.arg(&keys[i % keys.len()])
+                    .arg(ts + (i / keys.len()) as i64)
+                    .arg(12.5 + i as f64);
             }
             cmd.ignore();
             ts += (MADD_BATCH / keys.len()) as i64 + 1;
