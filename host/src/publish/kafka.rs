@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures_util::future::join_all;
 use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::Publisher;
@@ -73,24 +74,44 @@ impl KafkaPublisher {
         Ok(KafkaPublisher { producer, topics })
     }
 
+    /// Enqueues every record in order (so a key's later value is never overtaken by an
+    /// earlier one), then waits for every acknowledgement. Returns the indexes that failed.
     async fn send_all(&self, records: &[&OutRecord]) -> Vec<usize> {
-        let sends = records.iter().map(|r| {
+        let mut deliveries = Vec::with_capacity(records.len());
+        for r in records {
             let mut record = FutureRecord::to(self.topics.of(r.topic)).payload(r.value.as_str());
             if let Some(key) = &r.key {
                 record = record.key(key.as_str());
             }
-            self.producer.send(record, Duration::from_secs(30))
-        });
-        join_all(sends)
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((e, back)) => {
+                        record = back;
+                        tracing::warn!("Kafka refused a record, retrying: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        }
+        join_all(deliveries)
             .await
             .into_iter()
             .enumerate()
             .filter_map(|(i, result)| match result {
-                Ok(_) => None,
-                Err((e, _)) => {
+                Ok(Ok(_)) => None,
+                Ok(Err((e, _))) => {
                     tracing::warn!("Kafka delivery failed, will retry: {e}");
                     Some(i)
                 }
+                Err(_) => Some(i),
             })
             .collect()
     }
