@@ -21,6 +21,9 @@ pub struct Cli {
     /// Consumer group; instances with the same group share the partitions.
     #[arg(long)]
     pub group: Option<String>,
+    /// Static group membership id (restarts resume without a rebalance); unique per instance.
+    #[arg(long, env = "IOT_INSTANCE_ID")]
+    pub instance_id: Option<String>,
     /// Input topic.
     #[arg(long)]
     pub readings_topic: Option<String>,
@@ -72,6 +75,7 @@ pub struct Cli {
 struct FileConfig {
     kafka: Option<String>,
     group: Option<String>,
+    instance_id: Option<String>,
     readings_topic: Option<String>,
     aggregates_topic: Option<String>,
     late_rejected_topic: Option<String>,
@@ -94,6 +98,7 @@ struct FileConfig {
 pub struct HostConfig {
     pub kafka: String,
     pub group: String,
+    pub instance_id: Option<String>,
     pub readings_topic: String,
     pub aggregates_topic: String,
     pub late_rejected_topic: String,
@@ -125,6 +130,7 @@ impl HostConfig {
         Ok(HostConfig {
             kafka: pick(cli.kafka, file.kafka, "127.0.0.1:19092"),
             group: pick(cli.group, file.group, "iot-host"),
+            instance_id: cli.instance_id.or(file.instance_id),
             readings_topic: pick(cli.readings_topic, file.readings_topic, "readings"),
             aggregates_topic: pick(cli.aggregates_topic, file.aggregates_topic, "aggregates"),
             late_rejected_topic: pick(

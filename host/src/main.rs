@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         group: config.group.clone(),
         topic: config.readings_topic.clone(),
         batch_linger: std::time::Duration::from_millis(20),
+        instance_id: config.instance_id.clone(),
     })?;
     tracing::info!(kafka = %config.kafka, group = %config.group, topic = %config.readings_topic, redis = %config.redis, "host running; Ctrl-C stops it");
     let options = RunOptions {

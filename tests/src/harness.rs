@@ -110,6 +110,7 @@ pub async fn run_host_observed<O: CommitObserver>(
         group: format!("{}-host", scope.id),
         topic: topics.readings.clone(),
         batch_linger: Duration::from_millis(20),
+        instance_id: None,
     })
     .expect("Kafka source");
     let mut store = RedisStore::connect(RedisStoreConfig {

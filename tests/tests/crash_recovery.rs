@@ -30,6 +30,7 @@ fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -
         .args(["--kafka", &scope.services.kafka_bootstrap])
         .args(["--redis", &scope.services.redis_url])
         .args(["--group", &format!("{}-host", scope.id)])
+        .args(["--instance-id", &format!("{}-host-1", scope.id)])
         .args(["--readings-topic", &topics.readings])
         .args(["--aggregates-topic", &topics.aggregates])
         .args(["--late-rejected-topic", &topics.late_rejected])

@@ -1,9 +1,14 @@
-//! Host bindings generated from `wit/aggregation.wit`. The generated records are used as
-//! they are on the hot path (no conversion per sample).
+//! Host bindings generated from `wit/aggregation.wit`. The generated records are the public
+//! [`Sample`], [`Window`] and [`PluginInfo`], used as they are on the hot path (no
+//! conversion per sample).
 
 wasmtime::component::bindgen!({
     world: "aggregation",
     path: "../wit",
+    additional_derives: [PartialEq],
 });
 
 pub use exports::iot::aggregation::fold::{PluginInfo, Sample, Window};
+
+/// The interface a plugin must export, as it appears in the component's exports.
+pub const INTERFACE: &str = "iot:aggregation/fold@1.0.0";

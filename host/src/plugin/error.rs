@@ -1,6 +1,10 @@
 use std::path::PathBuf;
 
-/// Why a plugin could not be loaded or a call failed. Messages say what to do next.
+/// Why a plugin could not be loaded or a call failed. Every failure of a plugin is one of
+/// these (never a panic of the host); messages say what to do next. After a call fails
+/// with [`OutOfFuel`](Self::OutOfFuel), [`OutOfMemory`](Self::OutOfMemory) or
+/// [`Trap`](Self::Trap), the [`PluginInstance`](super::PluginInstance) starts a fresh
+/// instance for its next call by itself.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("cannot read plugin file {path}: {source}")]
@@ -8,24 +12,74 @@ pub enum PluginError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path} is not a valid WebAssembly component ({detail}); build plugins with `cargo build --target wasm32-wasip2`")]
-    NotAComponent { path: PathBuf, detail: String },
-    #[error("plugin {plugin} imports {import}, which plugins may not use ({why}); remove the code that needs it")]
+    #[error(
+        "{plugin} is not a WebAssembly component this host can run ({detail}); build plugins \
+         with `cargo build --target wasm32-wasip2 --profile plugin` (scripts/build-plugins)"
+    )]
+    NotAComponent { plugin: String, detail: String },
+    #[error(
+        "plugin {plugin} imports {import}, which plugins may not use ({why}); remove the code \
+         that needs it (plugins get no files, network, clocks, randomness or environment)"
+    )]
     ForbiddenImport {
         plugin: String,
         import: String,
         why: &'static str,
     },
-    #[error("plugin {plugin} does not implement the WIT interface iot:aggregation/fold@1.0.0 ({detail}); build it against wit/aggregation.wit")]
+    #[error(
+        "plugin {plugin} does not implement the WIT interface iot:aggregation/fold@1.0.0 \
+         ({detail}); build it against wit/aggregation.wit"
+    )]
     WrongInterface { plugin: String, detail: String },
     #[error(
-        "plugin {plugin} ran out of fuel (limit {fuel} per call): an endless or too costly loop"
+        "plugin {plugin} ran out of fuel ({fuel} per call) in {call}: it loops or does too \
+         much work per call; fix the plugin, or raise the fuel limit if the work is legitimate"
     )]
-    OutOfFuel { plugin: String, fuel: u64 },
-    #[error("plugin {plugin} trapped: {detail}")]
-    Trap { plugin: String, detail: String },
-    #[error("plugin {plugin} returned an error: {message}")]
-    Returned { plugin: String, message: String },
-    #[error("plugin {plugin} returned a non-finite value ({value})")]
+    OutOfFuel {
+        plugin: String,
+        call: &'static str,
+        fuel: u64,
+    },
+    #[error(
+        "plugin {plugin} ran out of memory in {call}: {detail}; fix the plugin, or raise the \
+         memory limit if it legitimately needs more"
+    )]
+    OutOfMemory {
+        plugin: String,
+        call: &'static str,
+        detail: String,
+    },
+    #[error(
+        "plugin {plugin} trapped in {call}: {detail}; the plugin has a bug, fix and rebuild it"
+    )]
+    Trap {
+        plugin: String,
+        call: &'static str,
+        detail: String,
+    },
+    #[error("plugin {plugin} returned an error from {call}: {message}")]
+    Returned {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
+    #[error("plugin {plugin} returned a non-finite value ({value}) from finish; fix the plugin")]
     NonFinite { plugin: String, value: f64 },
+}
+
+impl PluginError {
+    /// The plugin's name (file stem) this error is about.
+    pub fn plugin(&self) -> String {
+        match self {
+            PluginError::Read { path, .. } => path.display().to_string(),
+            PluginError::NotAComponent { plugin, .. }
+            | PluginError::ForbiddenImport { plugin, .. }
+            | PluginError::WrongInterface { plugin, .. }
+            | PluginError::OutOfFuel { plugin, .. }
+            | PluginError::OutOfMemory { plugin, .. }
+            | PluginError::Trap { plugin, .. }
+            | PluginError::Returned { plugin, .. }
+            | PluginError::NonFinite { plugin, .. } => plugin.clone(),
+        }
+    }
 }

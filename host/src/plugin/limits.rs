@@ -1,17 +1,97 @@
-/// Resource bounds of every plugin call, configurable per tenant.
+//! Resource bounds of plugin calls and the store limiter that enforces the memory cap.
+
+use wasmtime::ResourceLimiter;
+
+/// Resource bounds of every plugin call; one set per [`PluginHost`](super::PluginHost)
+/// (so per tenant, if tenants get hosts of their own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Fuel (roughly, WebAssembly instructions) one call may burn.
-    pub fuel_per_call: u64,
-    /// Linear memory one instance may grow to, in bytes.
+    /// Fuel (about one unit per WebAssembly instruction) one call may burn: the CPU bound
+    /// that stops a plugin that loops. `None` turns metering off, which makes plugin code
+    /// a little faster but lets a looping plugin hang its thread: for benchmarks and
+    /// trusted plugins only.
+    pub fuel_per_call: Option<u64>,
+    /// Linear memory one instance may grow to, in bytes (instance-wide, all memories).
     pub max_memory_bytes: usize,
+}
+
+impl PluginLimits {
+    /// 50 million fuel is tens of milliseconds of CPU: two orders of magnitude above what
+    /// folding a day of readings costs (~20 fuel per sample).
+    pub const DEFAULT_FUEL_PER_CALL: u64 = 50_000_000;
+    /// A plugin needs about 1.1 MiB (1 MiB of stack, its data, a small heap).
+    pub const DEFAULT_MAX_MEMORY_BYTES: usize = 32 << 20;
 }
 
 impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
-            fuel_per_call: 50_000_000,
-            max_memory_bytes: 16 << 20,
+            fuel_per_call: Some(Self::DEFAULT_FUEL_PER_CALL),
+            max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
         }
+    }
+}
+
+/// Why a memory growth was refused; travels inside the wasmtime error as its cause.
+#[derive(Debug, thiserror::Error)]
+#[error("memory cap of {limit} bytes exceeded (the plugin asked for {wanted} bytes)")]
+pub(super) struct MemoryCapExceeded {
+    pub limit: usize,
+    pub wanted: usize,
+}
+
+/// The store's limiter: refuses (with a trap) any memory growth beyond the cap, and keeps
+/// tables and instance counts small. Trapping rather than failing the growth quietly
+/// gives a clear error instead of whatever the plugin's allocator does on failure.
+pub(super) struct SandboxLimiter {
+    max_memory_bytes: usize,
+}
+
+/// Table elements an instance may have (function references; plugins need a few dozen).
+const MAX_TABLE_ELEMENTS: usize = 10_000;
+
+impl SandboxLimiter {
+    pub fn new(limits: &PluginLimits) -> SandboxLimiter {
+        SandboxLimiter {
+            max_memory_bytes: limits.max_memory_bytes,
+        }
+    }
+}
+
+impl ResourceLimiter for SandboxLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            return Err(wasmtime::Error::new(MemoryCapExceeded {
+                limit: self.max_memory_bytes,
+                wanted: desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        16
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        4
     }
 }
