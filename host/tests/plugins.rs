@@ -1,8 +1,17 @@
-//! Each plugin through the host's loading path: the built `.wasm` (scripts/build-plugins)
-//! is compiled, validated and called like the engine calls it. Expectations are computed
-//! here from plain numbers.
+//! Each plugin through the host's loading path: the built component is compiled, validated
+//! and called the way the engine calls it, and its results are compared with expectations
+//! computed here from plain numbers. Then the sandbox: hostile components (built from
+//! `host/tests/fixtures/`) must be refused or fail with the right error, and the host must
+//! keep going.
+//!
+//! Plugins come from `IOT_PLUGIN_DIR` (default `target/plugins`, filled by
+//! `scripts/build-plugins`); when that default folder lacks one, the tests build the plugins
+//! themselves with cargo.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
 
 use iot_host::plugin::{LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, Window};
 
@@ -13,23 +22,100 @@ const DAY: Window = Window {
     start_ms: 1_577_836_800_000,
     end_ms: 1_577_836_800_000 + DAY_MS,
 };
-const VALUES: [f64; 6] = [12.5, 0.25, 99.75, 3.0, 41.125, 7.5];
+/// Readings whose floating-point sum depends on the order of the additions (left to right:
+/// 359.72; right to left: 359.71999999999997).
+const VALUES: [f64; 7] = [13.44, 84.74, 76.38, 25.51, 49.54, 44.95, 65.16];
+const PLUGINS: [&str; 5] = ["sum", "mean", "count", "daily-diff", "rest"];
 
-fn plugin_dir() -> PathBuf {
-    std::env::var_os("IOT_PLUGIN_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a cargo build for wasm32-wasip2 in its own target folder (never the one the running
+/// `cargo test` holds) and panics with its output if it fails.
+fn cargo_build_wasm(what: &str, mut command: Command) {
+    let output = command
+        .args(["--target", "wasm32-wasip2"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "building {what} failed (is the wasm32-wasip2 target installed? `rustup target add \
+         wasm32-wasip2`, or run scripts/build-plugins):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The folder holding `<name>.wasm` for every plugin.
+fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("IOT_PLUGIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let installed = repo_root().join("target/plugins");
+        if PLUGINS
+            .iter()
+            .all(|p| installed.join(format!("{p}.wasm")).is_file())
+        {
+            return installed;
+        }
+        // Not built yet: build them here, as scripts/build-plugins would.
+        let target_dir = repo_root().join("target/test-plugins");
+        let mut command = cargo();
+        command
+            .current_dir(repo_root())
+            .args(["build", "--profile", "plugin", "--target-dir"])
+            .arg(&target_dir);
+        for plugin in PLUGINS {
+            command.args(["-p", &format!("plugin-{plugin}")]);
+        }
+        cargo_build_wasm("the plugins", command);
+        let out = target_dir.join("plugins");
+        std::fs::create_dir_all(&out).unwrap();
+        for plugin in PLUGINS {
+            let built = target_dir.join(format!(
+                "wasm32-wasip2/plugin/plugin_{}.wasm",
+                plugin.replace('-', "_")
+            ));
+            std::fs::copy(&built, out.join(format!("{plugin}.wasm"))).unwrap();
+        }
+        out
+    })
+}
+
+/// Loads `name` once per test process (compiling is the slow part in a debug build).
+fn load_with(
+    host: &PluginHost,
+    cache: &Mutex<HashMap<String, LoadedPlugin>>,
+    path: &Path,
+) -> LoadedPlugin {
+    let key = path.display().to_string();
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(plugin) = cache.get(&key) {
+        return plugin.clone();
+    }
+    let plugin = host
+        .load_file(path)
+        .unwrap_or_else(|e| panic!("{e} (build the plugins first: scripts/build-plugins)"));
+    cache.insert(key, plugin.clone());
+    plugin
 }
 
 fn load(name: &str) -> LoadedPlugin {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, LoadedPlugin>>> = OnceLock::new();
+    let host = HOST.get_or_init(|| PluginHost::new(PluginLimits::default()).unwrap());
     let path = plugin_dir().join(format!("{name}.wasm"));
-    PluginHost::new(PluginLimits::default())
-        .unwrap()
-        .load_file(&path)
-        .unwrap_or_else(|e| panic!("{e} (build the plugins first: scripts/build-plugins)"))
+    load_with(host, CACHE.get_or_init(Default::default), &path)
 }
 
-fn samples(values: &[f64]) -> Vec<Sample> {
+/// One input's readings at consecutive 15-minute steps of the day.
+fn readings(values: &[f64]) -> Vec<Sample> {
     values
         .iter()
         .enumerate()
@@ -41,7 +127,8 @@ fn samples(values: &[f64]) -> Vec<Sample> {
         .collect()
 }
 
-fn fold_all(name: &str, inputs: u32, batches: &[Vec<Sample>]) -> Option<f64> {
+/// init, fold each batch, finish: what the engine does for a day.
+fn fold_batches(name: &str, inputs: u32, batches: &[Vec<Sample>]) -> Option<f64> {
     let mut instance = load(name).instantiate().unwrap();
     let mut state = instance.init(&[], inputs, DAY).unwrap();
     for batch in batches {
@@ -50,163 +137,466 @@ fn fold_all(name: &str, inputs: u32, batches: &[Vec<Sample>]) -> Option<f64> {
     instance.finish(&state, DAY).unwrap()
 }
 
-fn plain_sum(values: &[f64]) -> f64 {
-    let mut total = 0.0;
-    for v in values {
-        total += v;
-    }
-    total
+/// Left-to-right sum, the order the plugins must add in.
+fn sum_in_order(values: &[f64]) -> f64 {
+    values.iter().fold(0.0, |total, v| total + v)
 }
 
+// --- sum, mean, count -----------------------------------------------------------------
+
 #[test]
-fn sum_adds_every_value_in_arrival_order() {
-    assert_eq!(
-        fold_all("sum", 1, &[samples(&VALUES)]),
-        Some(plain_sum(&VALUES))
+fn sum_adds_every_value_in_the_order_folded() {
+    let forward = sum_in_order(&VALUES);
+    let mut reversed = VALUES;
+    reversed.reverse();
+    assert_ne!(
+        forward,
+        sum_in_order(&reversed),
+        "the values must tell the order apart"
     );
+    assert_eq!(fold_batches("sum", 1, &[readings(&VALUES)]), Some(forward));
 }
 
 #[test]
 fn sum_folded_in_two_batches_equals_sum_in_one() {
-    let (a, b) = VALUES.split_at(2);
-    let batches = [samples(a), samples(b)];
+    let (first, second) = VALUES.split_at(3);
     assert_eq!(
-        fold_all("sum", 1, &batches),
-        fold_all("sum", 1, &[samples(&VALUES)])
+        fold_batches("sum", 1, &[readings(first), readings(second)]),
+        Some(sum_in_order(&VALUES))
     );
 }
 
 #[test]
 fn sum_of_no_sample_is_no_value() {
-    assert_eq!(fold_all("sum", 1, &[]), None);
+    assert_eq!(fold_batches("sum", 1, &[]), None);
+    assert_eq!(fold_batches("sum", 1, &[vec![]]), None);
 }
 
 #[test]
-fn mean_is_the_sum_divided_by_the_count() {
+fn mean_is_the_sum_in_order_divided_by_the_count() {
+    let expected = sum_in_order(&VALUES) / VALUES.len() as f64;
     assert_eq!(
-        fold_all("mean", 1, &[samples(&VALUES)]),
-        Some(plain_sum(&VALUES) / VALUES.len() as f64)
-    );
-}
-
-#[test]
-fn count_counts_samples_whatever_their_values() {
-    assert_eq!(
-        fold_all("count", 1, &[samples(&VALUES), samples(&[1.0])]),
-        Some((VALUES.len() + 1) as f64)
-    );
-}
-
-#[test]
-fn daily_diff_is_end_reading_minus_start_reading() {
-    const START_METER: f64 = 1_000_123.5;
-    const END_METER: f64 = 1_062_523.25;
-    let plugin = load("daily-diff");
-    assert!(
-        plugin.info().includes_window_start,
-        "daily-diff asks for the reading at the window start"
-    );
-    let readings = vec![
-        Sample {
-            input: 0,
-            ts_ms: DAY.end_ms,
-            value: END_METER,
-        },
-        Sample {
-            input: 0,
-            ts_ms: DAY.start_ms,
-            value: START_METER,
-        },
-    ];
-    assert_eq!(
-        fold_all("daily-diff", 1, &[readings]),
-        Some(END_METER - START_METER)
-    );
-}
-
-#[test]
-fn daily_diff_without_the_start_reading_has_no_value() {
-    let readings = vec![Sample {
-        input: 0,
-        ts_ms: DAY.end_ms,
-        value: 5.0,
-    }];
-    assert_eq!(fold_all("daily-diff", 1, &[readings]), None);
-}
-
-#[test]
-fn rest_is_the_first_input_minus_the_others_in_order() {
-    let inputs = [62_000.5, 2_400.25, 4_800.0, 3_600.75, 4_900.5];
-    let batch: Vec<Sample> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, &value)| Sample {
-            input: i as u32,
-            ts_ms: DAY.end_ms,
-            value,
-        })
-        .collect();
-    let expected = inputs[1..].iter().fold(inputs[0], |acc, v| acc - v);
-    assert_eq!(
-        fold_all("rest", inputs.len() as u32, &[batch]),
+        fold_batches("mean", 1, &[readings(&VALUES)]),
         Some(expected)
     );
 }
 
 #[test]
-fn rest_is_none_until_every_input_has_a_value() {
-    let batch = vec![
-        Sample {
-            input: 0,
-            ts_ms: DAY.end_ms,
-            value: 100.0,
-        },
-        Sample {
-            input: 1,
-            ts_ms: DAY.end_ms,
-            value: 40.0,
-        },
-    ];
-    assert_eq!(fold_all("rest", 3, &[batch]), None);
+fn mean_of_no_sample_is_no_value() {
+    assert_eq!(fold_batches("mean", 1, &[]), None);
 }
+
+#[test]
+fn count_counts_samples_whatever_their_values() {
+    const MOTION_EVENTS: usize = 5;
+    let events = readings(&[1.0; MOTION_EVENTS]);
+    let other = readings(&VALUES);
+    assert_eq!(
+        fold_batches("count", 1, &[events, other]),
+        Some((MOTION_EVENTS + VALUES.len()) as f64)
+    );
+}
+
+#[test]
+fn count_of_no_sample_is_zero() {
+    assert_eq!(fold_batches("count", 1, &[]), Some(0.0));
+}
+
+// --- daily-diff -------------------------------------------------------------------------
+
+const START_METER: f64 = 1_000_123.5;
+const END_METER: f64 = 1_062_523.25;
+
+fn meter(ts_ms: i64, value: f64) -> Sample {
+    Sample {
+        input: 0,
+        ts_ms,
+        value,
+    }
+}
+
+#[test]
+fn daily_diff_asks_for_the_reading_at_the_window_start() {
+    assert!(load("daily-diff").info().includes_window_start);
+    for other in ["sum", "mean", "count", "rest"] {
+        assert!(!load(other).info().includes_window_start, "{other}");
+    }
+}
+
+#[test]
+fn daily_diff_is_end_reading_minus_start_reading() {
+    let batch = vec![
+        meter(DAY.end_ms, END_METER),
+        meter(DAY.start_ms, START_METER),
+    ];
+    assert_eq!(
+        fold_batches("daily-diff", 1, &[batch]),
+        Some(END_METER - START_METER)
+    );
+}
+
+#[test]
+fn daily_diff_ignores_readings_inside_the_window() {
+    let batches = [
+        vec![meter(DAY.start_ms, START_METER)],
+        vec![
+            meter(DAY.start_ms + STEP_MS, 5.0),
+            meter(DAY.end_ms - 1, 7.0),
+        ],
+        vec![meter(DAY.end_ms, END_METER)],
+    ];
+    assert_eq!(
+        fold_batches("daily-diff", 1, &batches),
+        Some(END_METER - START_METER)
+    );
+}
+
+#[test]
+fn daily_diff_without_both_readings_has_no_value() {
+    assert_eq!(
+        fold_batches("daily-diff", 1, &[vec![meter(DAY.end_ms, END_METER)]]),
+        None
+    );
+    assert_eq!(
+        fold_batches("daily-diff", 1, &[vec![meter(DAY.start_ms, START_METER)]]),
+        None
+    );
+}
+
+#[test]
+fn daily_diff_takes_the_last_reading_folded_at_an_instant() {
+    const CORRECTED_END: f64 = END_METER + 10.0;
+    let batches = [
+        vec![
+            meter(DAY.start_ms, START_METER),
+            meter(DAY.end_ms, END_METER),
+        ],
+        vec![meter(DAY.end_ms, CORRECTED_END)],
+    ];
+    assert_eq!(
+        fold_batches("daily-diff", 1, &batches),
+        Some(CORRECTED_END - START_METER)
+    );
+}
+
+// --- rest -------------------------------------------------------------------------------
+
+/// AggDayDiff[Etot] and the four AggDay energies, as inputs 0..=4.
+const ENERGY: [f64; 5] = [62_400.1, 2_400.2, 4_800.3, 3_600.7, 4_900.9];
+
+fn day_values(values: &[(u32, f64)]) -> Vec<Sample> {
+    values
+        .iter()
+        .map(|&(input, value)| Sample {
+            input,
+            ts_ms: DAY.end_ms,
+            value,
+        })
+        .collect()
+}
+
+#[test]
+fn rest_is_the_first_input_minus_the_others_in_input_order() {
+    let expected = ENERGY[1..].iter().fold(ENERGY[0], |rest, v| rest - v);
+    // Folded in another order than the inputs': the subtraction still goes in input order.
+    let shuffled: Vec<(u32, f64)> = [3, 0, 4, 1, 2]
+        .iter()
+        .map(|&i| (i, ENERGY[i as usize]))
+        .collect();
+    assert_eq!(
+        fold_batches("rest", ENERGY.len() as u32, &[day_values(&shuffled)]),
+        Some(expected)
+    );
+}
+
+#[test]
+fn rest_of_two_inputs_is_their_difference() {
+    const WTOT_DIFF: f64 = 112.5;
+    const W1_SUM: f64 = 47.25;
+    assert_eq!(
+        fold_batches("rest", 2, &[day_values(&[(1, W1_SUM), (0, WTOT_DIFF)])]),
+        Some(WTOT_DIFF - W1_SUM)
+    );
+}
+
+#[test]
+fn rest_is_none_until_every_input_has_a_value() {
+    let all: Vec<(u32, f64)> = ENERGY
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (i as u32, v))
+        .collect();
+    for missing in 0..ENERGY.len() {
+        let mut some = all.clone();
+        some.remove(missing);
+        assert_eq!(
+            fold_batches("rest", ENERGY.len() as u32, &[day_values(&some)]),
+            None,
+            "input {missing} missing"
+        );
+    }
+}
+
+#[test]
+fn rest_needs_at_least_two_inputs() {
+    let plugin = load("rest");
+    assert_eq!(plugin.info().min_inputs, 2);
+    let err = plugin.instantiate().unwrap().init(&[], 1, DAY).unwrap_err();
+    assert!(matches!(err, PluginError::Returned { .. }), "{err}");
+}
+
+#[test]
+fn rest_refuses_a_sample_for_an_undeclared_input() {
+    let mut instance = load("rest").instantiate().unwrap();
+    let mut state = instance.init(&[], 2, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &day_values(&[(2, 1.0)]))
+        .unwrap_err();
+    assert!(err.to_string().contains("input 2"), "{err}");
+}
+
+// --- every plugin -------------------------------------------------------------------------
 
 #[test]
 fn state_snapshot_resumes_in_a_fresh_instance() {
     let plugin = load("mean");
-    let (a, b) = VALUES.split_at(3);
-    let mut first = plugin.instantiate().unwrap();
-    let mut state = first.init(&[], 1, DAY).unwrap();
-    first.fold(&mut state, DAY, &samples(a)).unwrap();
-    let snapshot = state.clone();
-    drop(first);
-    let mut second = plugin.instantiate().unwrap();
-    let mut resumed = snapshot;
-    second.fold(&mut resumed, DAY, &samples(b)).unwrap();
+    let (first, second) = VALUES.split_at(4);
+    let snapshot = {
+        let mut instance = plugin.instantiate().unwrap();
+        let mut state = instance.init(&[], 1, DAY).unwrap();
+        instance.fold(&mut state, DAY, &readings(first)).unwrap();
+        state
+    };
+    let mut fresh = plugin.instantiate().unwrap();
+    let mut state = snapshot;
+    fresh.fold(&mut state, DAY, &readings(second)).unwrap();
     assert_eq!(
-        second.finish(&resumed, DAY).unwrap(),
-        Some(plain_sum(&VALUES) / VALUES.len() as f64)
+        fresh.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES) / VALUES.len() as f64)
     );
+}
+
+#[test]
+fn every_plugin_describes_itself() {
+    for name in PLUGINS {
+        let info = load(name).info().clone();
+        assert_eq!(info.name, name);
+        assert_eq!(info.state_version, 1, "{name}");
+        let expected_inputs = if name == "rest" { (2, 64) } else { (1, 1) };
+        assert_eq!(
+            (info.min_inputs, info.max_inputs),
+            expected_inputs,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn every_plugin_imports_nothing() {
+    let engine = wasmtime::Engine::default();
+    for name in PLUGINS {
+        load(name); // builds the plugins if needed
+        let path = plugin_dir().join(format!("{name}.wasm"));
+        let component = wasmtime::component::Component::from_file(&engine, &path).unwrap();
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&engine)
+            .map(|(import, _)| import.to_owned())
+            .collect();
+        assert!(imports.is_empty(), "{name} imports {imports:?}");
+    }
+}
+
+#[test]
+fn a_corrupt_accumulator_is_an_error_not_a_crash() {
+    for name in PLUGINS {
+        let mut instance = load(name).instantiate().unwrap();
+        let mut state = vec![1, 2, 3];
+        let err = instance
+            .fold(&mut state, DAY, &readings(&VALUES))
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Returned { .. }), "{name}: {err}");
+        assert_eq!(
+            state,
+            [1, 2, 3],
+            "{name}: a failed fold leaves the accumulator as it was"
+        );
+        // The instance is still usable afterwards.
+        let inputs = load(name).info().min_inputs;
+        let state = instance.init(&[], inputs, DAY).unwrap();
+        instance.finish(&state, DAY).unwrap();
+    }
 }
 
 #[test]
 fn a_file_that_is_not_a_component_is_refused_with_a_clear_error() {
     let host = PluginHost::new(PluginLimits::default()).unwrap();
-    let err = host
-        .load_bytes("garbage", b"\0asm-not-really")
-        .err()
-        .expect("refused");
+    let err = host.load_bytes("garbage", b"\0asm-not-really").unwrap_err();
     assert!(matches!(err, PluginError::NotAComponent { .. }), "{err}");
+    assert!(err.to_string().contains("scripts/build-plugins"), "{err}");
 }
 
 #[test]
-fn a_corrupt_accumulator_is_an_error_not_a_crash() {
-    let mut instance = load("sum").instantiate().unwrap();
-    let mut state = vec![1, 2, 3];
-    let err = instance
-        .fold(&mut state, DAY, &samples(&VALUES))
+fn a_missing_file_is_a_read_error_naming_it() {
+    let host = PluginHost::new(PluginLimits::default()).unwrap();
+    let err = host
+        .load_file(Path::new("/nonexistent/sum.wasm"))
         .unwrap_err();
-    assert!(matches!(err, PluginError::Returned { .. }), "{err}");
-    // The instance is still usable afterwards.
-    let mut fresh = instance.init(&[], 1, DAY).unwrap();
-    instance.fold(&mut fresh, DAY, &samples(&VALUES)).unwrap();
+    assert!(matches!(err, PluginError::Read { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/sum.wasm"), "{err}");
+}
+
+// --- the sandbox, with hostile plugins --------------------------------------------------
+
+/// Limits small enough that the hostile tests are quick.
+const TEST_LIMITS: PluginLimits = PluginLimits {
+    fuel_per_call: Some(2_000_000),
+    max_memory_bytes: 8 << 20,
+};
+
+/// Builds the fixture components once and returns where they are.
+fn fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target_dir = repo_root().join("target/test-fixtures");
+        let mut command = cargo();
+        command
+            .current_dir(repo_root().join("host/tests/fixtures"))
+            .args(["build", "--release", "--target-dir"])
+            .arg(&target_dir);
+        cargo_build_wasm("the test fixtures in host/tests/fixtures", command);
+        target_dir.join("wasm32-wasip2/release")
+    });
+    dir.join(format!("fixture_{}.wasm", name.replace('-', "_")))
+}
+
+fn hostile() -> LoadedPlugin {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, LoadedPlugin>>> = OnceLock::new();
+    let host = HOST.get_or_init(|| PluginHost::new(TEST_LIMITS).unwrap());
+    load_with(
+        host,
+        CACHE.get_or_init(Default::default),
+        &fixture("misbehaving"),
+    )
+}
+
+fn mode(mode: &str) -> Vec<(String, String)> {
+    vec![("mode".to_owned(), mode.to_owned())]
+}
+
+/// After a failed call, the same instance works again (re-created behind the scenes).
+fn assert_recovers(instance: &mut iot_host::plugin::PluginInstance) {
+    let mut state = instance.init(&mode("sum"), 1, DAY).unwrap();
+    instance.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
+    assert_eq!(
+        instance.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES))
+    );
+}
+
+#[test]
+fn a_plugin_that_reads_the_clock_is_refused_at_load_naming_the_import() {
+    let host = PluginHost::new(TEST_LIMITS).unwrap();
+    let err = host.load_file(&fixture("clock-reader")).unwrap_err();
+    let PluginError::ForbiddenImport { import, .. } = &err else {
+        panic!("expected a forbidden import, got: {err}");
+    };
+    assert!(import.starts_with("wasi:clocks/"), "{err}");
+    assert!(err.to_string().contains("no clocks"), "{err}");
+}
+
+#[test]
+fn a_plugin_built_with_std_loads_with_its_stdio_imports_stubbed() {
+    let mut instance = hostile().instantiate().unwrap();
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_looping_plugin_runs_out_of_fuel_and_the_next_call_works() {
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("loop"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    assert!(matches!(err, PluginError::OutOfFuel { .. }), "{err}");
+    assert!(err.to_string().contains("fuel"), "{err}");
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_plugin_that_exhausts_memory_fails_with_out_of_memory_and_the_next_call_works() {
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("grow"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&TEST_LIMITS.max_memory_bytes.to_string()),
+        "{err}"
+    );
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_batch_too_big_for_the_memory_cap_is_an_error_not_a_crash() {
+    let too_many = TEST_LIMITS.max_memory_bytes / 24 + 1; // a sample is 24 bytes in wasm
+    let samples = vec![readings(&[1.0])[0]; too_many];
+    let mut instance = load_with(
+        &PluginHost::new(TEST_LIMITS).unwrap(),
+        &Mutex::default(),
+        &plugin_dir().join("sum.wasm"),
+    )
+    .instantiate()
+    .unwrap();
+    let mut state = instance.init(&[], 1, DAY).unwrap();
+    let err = instance.fold(&mut state, DAY, &samples).unwrap_err();
+    assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err}");
+    instance.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
+    assert_eq!(
+        instance.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES))
+    );
+}
+
+#[test]
+fn a_panicking_plugin_traps_with_a_clear_error_and_the_next_call_works() {
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("panic"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("which the sandbox does not provide"),
+        "{err}"
+    );
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_non_finite_result_is_an_error() {
+    let mut instance = hostile().instantiate().unwrap();
+    let state = instance.init(&mode("nan"), 1, DAY).unwrap();
+    let err = instance.finish(&state, DAY).unwrap_err();
+    assert!(matches!(err, PluginError::NonFinite { .. }), "{err}");
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn an_error_the_plugin_returns_names_the_plugin_and_the_call() {
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("error"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("misbehaving") && text.contains("fold") && text.contains("asked to fail"),
+        "{text}"
+    );
+    assert_recovers(&mut instance);
 }

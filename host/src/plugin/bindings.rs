@@ -9,6 +9,3 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::iot::aggregation::fold::{PluginInfo, Sample, Window};
-
-/// The interface a plugin must export, as it appears in the component's exports.
-pub const INTERFACE: &str = "iot:aggregation/fold@1.0.0";

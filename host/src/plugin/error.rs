@@ -66,20 +66,3 @@ pub enum PluginError {
     #[error("plugin {plugin} returned a non-finite value ({value}) from finish; fix the plugin")]
     NonFinite { plugin: String, value: f64 },
 }
-
-impl PluginError {
-    /// The plugin's name (file stem) this error is about.
-    pub fn plugin(&self) -> String {
-        match self {
-            PluginError::Read { path, .. } => path.display().to_string(),
-            PluginError::NotAComponent { plugin, .. }
-            | PluginError::ForbiddenImport { plugin, .. }
-            | PluginError::WrongInterface { plugin, .. }
-            | PluginError::OutOfFuel { plugin, .. }
-            | PluginError::OutOfMemory { plugin, .. }
-            | PluginError::Trap { plugin, .. }
-            | PluginError::Returned { plugin, .. }
-            | PluginError::NonFinite { plugin, .. } => plugin.clone(),
-        }
-    }
-}

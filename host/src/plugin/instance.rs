@@ -1,148 +1,204 @@
-//! One instantiated plugin and its calls.
+//! One instantiated plugin and its calls, each under the fuel bound and memory cap.
 
 use std::sync::Arc;
 
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::component::{Func, TypedFunc};
+use wasmtime::{Store, Trap};
 
 use super::bindings::{Aggregation, PluginInfo, Sample, Window};
 use super::error::PluginError;
+use super::limits::{MemoryCapExceeded, SandboxLimiter};
 use super::loader::Inner;
+use super::lowering::SampleBatch;
+use super::sandbox;
 
-pub(super) struct StoreState {
-    limits: StoreLimits,
+/// `fold`'s signature, with the samples lowered by [`SampleBatch`].
+type FoldParams<'a> = (&'a [u8], Window, SampleBatch<'a>);
+type FoldResults = (Result<Vec<u8>, String>,);
+
+/// What a plugin's store holds: nothing but its limiter (no WASI context: no capability).
+pub(crate) struct Sandbox {
+    limiter: SandboxLimiter,
 }
 
-/// A live instance. Not shared between threads; every call is bounded by the plugin's
-/// limits. After a failed call the instance is replaced by a fresh one before the next
-/// call, so one bad window never poisons the next.
+/// A live plugin instance: its own store, memory and limits. `Send`, not shared: each user
+/// (e.g. each engine) has its own.
+///
+/// Every call runs with a fresh fuel budget and under the memory cap; every failure comes
+/// back as a [`PluginError`]. A call that traps (including running out of fuel or memory)
+/// leaves the WebAssembly instance unusable: it is dropped, and the next call runs in a
+/// fresh instance, transparently. Accumulators live with the caller, so nothing is lost
+/// but the failed call's work; an error the plugin *returns* keeps the instance.
 pub struct PluginInstance {
     plugin: Arc<Inner>,
-    store: Store<StoreState>,
+    /// `None` after a trap, until the next call re-creates it.
+    live: Option<Live>,
+}
+
+struct Live {
+    store: Store<Sandbox>,
     bindings: Aggregation,
-    poisoned: bool,
+    /// The `fold` export, type-checked against [`FoldParams`] and [`FoldResults`].
+    fold: Func,
 }
 
 impl PluginInstance {
     pub(super) fn new(plugin: Arc<Inner>) -> Result<PluginInstance, PluginError> {
-        let (store, bindings) = instantiate(&plugin)?;
-        Ok(PluginInstance {
-            plugin,
-            store,
-            bindings,
-            poisoned: false,
-        })
+        let live = Some(instantiate(&plugin)?);
+        Ok(PluginInstance { plugin, live })
     }
 
+    /// The file stem of the plugin this is an instance of.
     pub fn name(&self) -> &str {
         &self.plugin.name
     }
 
-    pub(super) fn info(&mut self) -> Result<PluginInfo, PluginError> {
-        self.call(|bindings, store| bindings.iot_aggregation_fold().call_info(store).map(Ok))
+    /// The plugin's `info()` as loading read it.
+    pub fn plugin_info(&self) -> &PluginInfo {
+        &self.plugin.info
     }
 
-    /// A new accumulator for `window`.
+    pub(super) fn info(&mut self) -> Result<PluginInfo, PluginError> {
+        self.call("info", |live| {
+            live.bindings
+                .iot_aggregation_fold()
+                .call_info(&mut live.store)
+                .map(Ok)
+        })
+    }
+
+    /// A new accumulator for `window`, given the output's parameters and its number of
+    /// inputs.
     pub fn init(
         &mut self,
         params: &[(String, String)],
         inputs: u32,
         window: Window,
     ) -> Result<Vec<u8>, PluginError> {
-        self.call(|bindings, store| {
-            bindings
+        self.call("init", |live| {
+            live.bindings
                 .iot_aggregation_fold()
-                .call_init(store, params, inputs, window)
+                .call_init(&mut live.store, params, inputs, window)
         })
     }
 
-    /// Folds `samples` into `state`.
+    /// Folds `samples`, in order, into the accumulator `state`. On error `state` is left as
+    /// it was.
     pub fn fold(
         &mut self,
         state: &mut Vec<u8>,
         window: Window,
         samples: &[Sample],
     ) -> Result<(), PluginError> {
-        *state = self.call(|bindings, store| {
-            bindings
-                .iot_aggregation_fold()
-                .call_fold(store, state, window, samples)
+        *state = self.call("fold", |live| {
+            // SAFETY: `live.fold` was type-checked against these types when instantiated.
+            let fold =
+                unsafe { TypedFunc::<FoldParams<'_>, FoldResults>::new_unchecked(live.fold) };
+            let (result,) = fold.call(&mut live.store, (state, window, SampleBatch(samples)))?;
+            Ok(result)
         })?;
         Ok(())
     }
 
-    /// The window's value.
+    /// The window's value from the accumulator; `None` = no value for this window.
     pub fn finish(&mut self, state: &[u8], window: Window) -> Result<Option<f64>, PluginError> {
-        let value = self.call(|bindings, store| {
-            bindings
+        let value = self.call("finish", |live| {
+            live.bindings
                 .iot_aggregation_fold()
-                .call_finish(store, state, window)
+                .call_finish(&mut live.store, state, window)
         })?;
         match value {
-            Some(v) if !v.is_finite() => Err(PluginError::NonFinite {
+            Some(value) if !value.is_finite() => Err(PluginError::NonFinite {
                 plugin: self.plugin.name.clone(),
-                value: v,
+                value,
             }),
-            other => Ok(other),
+            value => Ok(value),
         }
     }
 
-    /// Runs one export call under the fuel bound, mapping every failure to a PluginError.
+    /// Runs one export under a fresh fuel budget, re-creating the instance first if the last
+    /// call trapped, and maps every failure to a PluginError.
     fn call<T>(
         &mut self,
-        f: impl FnOnce(&Aggregation, &mut Store<StoreState>) -> wasmtime::Result<Result<T, String>>,
+        call: &'static str,
+        f: impl FnOnce(&mut Live) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, PluginError> {
-        if self.poisoned {
-            let (store, bindings) = instantiate(&self.plugin)?;
-            self.store = store;
-            self.bindings = bindings;
-            self.poisoned = false;
+        let live = match &mut self.live {
+            Some(live) => live,
+            None => self.live.insert(instantiate(&self.plugin)?),
+        };
+        if let Some(fuel) = self.plugin.limits.fuel_per_call {
+            live.store
+                .set_fuel(fuel)
+                .expect("fuel metering is on whenever a fuel limit is set");
         }
-        let fuel = self.plugin.limits.fuel_per_call;
-        self.store
-            .set_fuel(fuel)
-            .expect("fuel is enabled on the engine");
-        match f(&self.bindings, &mut self.store) {
+        match f(live) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PluginError::Returned {
                 plugin: self.plugin.name.clone(),
+                call,
                 message,
             }),
             Err(error) => {
-                self.poisoned = true;
-                Err(classify(&self.plugin.name, fuel, error))
+                self.live = None;
+                Err(classify(&self.plugin, call, error))
             }
         }
     }
 }
 
-fn instantiate(plugin: &Inner) -> Result<(Store<StoreState>, Aggregation), PluginError> {
-    let limits = StoreLimitsBuilder::new()
-        .memory_size(plugin.limits.max_memory_bytes)
-        .instances(16)
-        .build();
-    let mut store = Store::new(&plugin.engine, StoreState { limits });
-    store.limiter(|state| &mut state.limits);
-    store
-        .set_fuel(plugin.limits.fuel_per_call)
-        .expect("fuel is enabled on the engine");
-    let bindings = plugin
-        .pre
-        .instantiate(&mut store)
-        .map_err(|e| classify(&plugin.name, plugin.limits.fuel_per_call, e))?;
-    Ok((store, bindings))
+fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
+    let mut store = Store::new(
+        plugin.pre.engine(),
+        Sandbox {
+            limiter: SandboxLimiter::new(&plugin.limits),
+        },
+    );
+    store.limiter(|sandbox| &mut sandbox.limiter);
+    if let Some(fuel) = plugin.limits.fuel_per_call {
+        store
+            .set_fuel(fuel)
+            .expect("fuel metering is on whenever a fuel limit is set");
+    }
+    let instantiated = (|| {
+        let instance = plugin.pre.instance_pre().instantiate(&mut store)?;
+        let bindings = plugin.indices.load(&mut store, &instance)?;
+        let fold = instance
+            .get_func(&mut store, &plugin.fold_index)
+            .ok_or_else(|| wasmtime::format_err!("no fold export"))?;
+        fold.typed::<FoldParams<'_>, FoldResults>(&store)?;
+        Ok((bindings, fold))
+    })();
+    let (bindings, fold) = instantiated.map_err(|e| classify(plugin, "instantiation", e))?;
+    Ok(Live {
+        store,
+        bindings,
+        fold,
+    })
 }
 
-fn classify(plugin: &str, fuel: u64, error: wasmtime::Error) -> PluginError {
-    if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-        if *trap == wasmtime::Trap::OutOfFuel {
-            return PluginError::OutOfFuel {
-                plugin: plugin.to_owned(),
-                fuel,
-            };
-        }
+/// Turns a wasmtime error of a call into the PluginError that says what happened.
+fn classify(plugin: &Inner, call: &'static str, error: wasmtime::Error) -> PluginError {
+    let name = plugin.name.clone();
+    if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
+        return PluginError::OutOfFuel {
+            plugin: name,
+            call,
+            fuel: plugin.limits.fuel_per_call.unwrap_or(0),
+        };
     }
+    if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {
+        return PluginError::OutOfMemory {
+            plugin: name,
+            call,
+            detail: cap.to_string(),
+        };
+    }
+    let message = format!("{error:#}");
+    let detail = sandbox::stub_called(&message).unwrap_or(message);
     PluginError::Trap {
-        plugin: plugin.to_owned(),
-        detail: format!("{error:#}"),
+        plugin: name,
+        call,
+        detail,
     }
 }

@@ -1,47 +1,19 @@
-//! Compiling and validating plugin components.
+//! Compiling and validating plugin components: [`PluginHost`] and [`LoadedPlugin`].
 
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{ComponentExportIndex, InstancePre};
 use wasmtime::{Config, Engine};
 
-use super::bindings::{AggregationPre, PluginInfo};
+use super::bindings::{AggregationIndices, AggregationPre, PluginInfo};
 use super::error::PluginError;
-use super::instance::{PluginInstance, StoreState};
+use super::instance::{PluginInstance, Sandbox};
 use super::limits::PluginLimits;
+use super::sandbox;
 
-/// Imports that give a plugin a capability: refused at load.
-const FORBIDDEN: [(&str, &str); 5] = [
-    ("wasi:filesystem", "no file access"),
-    ("wasi:sockets", "no network"),
-    ("wasi:http", "no network"),
-    (
-        "wasi:clocks",
-        "no clocks: outputs must depend only on the readings",
-    ),
-    (
-        "wasi:random",
-        "no randomness: outputs must depend only on the readings",
-    ),
-];
-
-/// Imports the Rust toolchain adds to every component (environment, stdio for panic
-/// messages, exit): linked as traps, so they grant nothing.
-const HARMLESS: [&str; 9] = [
-    "wasi:cli/environment",
-    "wasi:io/poll",
-    "wasi:cli/exit",
-    "wasi:cli/stdin",
-    "wasi:cli/stdout",
-    "wasi:cli/stderr",
-    "wasi:cli/terminal",
-    "wasi:io/error",
-    "wasi:io/streams",
-];
-
-/// Compiles and validates plugins; one per process (or per tenant, for its limits).
+/// Compiles and validates plugins. One per process, or one per tenant if tenants have
+/// limits of their own. Cheap to clone (the engine is shared).
 #[derive(Clone)]
 pub struct PluginHost {
     engine: Engine,
@@ -52,9 +24,9 @@ impl PluginHost {
     pub fn new(limits: PluginLimits) -> anyhow::Result<PluginHost> {
         let mut config = Config::new();
         config.wasm_component_model(true);
-        config.consume_fuel(true);
+        config.consume_fuel(limits.fuel_per_call.is_some());
         let engine = Engine::new(&config)
-            .map_err(|e| anyhow::anyhow!("cannot start the WebAssembly engine: {e:#}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot start the WebAssembly engine: {e}"))?;
         Ok(PluginHost { engine, limits })
     }
 
@@ -62,7 +34,8 @@ impl PluginHost {
         self.limits
     }
 
-    /// Compiles, validates and describes the plugin in `path`; its name is the file stem.
+    /// Compiles, validates and describes the plugin component in `path`; its name (for
+    /// errors and logs) is the file stem.
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
             path: path.to_owned(),
@@ -71,108 +44,90 @@ impl PluginHost {
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.load_bytes(&name, &bytes).map_err(|e| match e {
-            PluginError::NotAComponent { detail, .. } => PluginError::NotAComponent {
-                path: path.to_owned(),
-                detail,
-            },
-            other => other,
-        })
+            .unwrap_or_else(|| path.display().to_string());
+        self.load_bytes(&name, &bytes)
     }
 
+    /// Like [`load_file`](Self::load_file), from the component's bytes.
+    ///
+    /// Compiles once; checks the imports against the sandbox policy and the exports against
+    /// the WIT interface; instantiates it once to read and check its `info()`.
     pub fn load_bytes(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| PluginError::NotAComponent {
-                path: name.into(),
-                detail: format!("{e:#}"),
-            })?;
-        let mut linker: Linker<StoreState> = Linker::new(&self.engine);
-        check_imports(name, &component, &self.engine)?;
-        linker
-            .define_unknown_imports_as_traps(&component)
-            .map_err(|e| PluginError::WrongInterface {
-                plugin: name.into(),
-                detail: format!("{e:#}"),
-            })?;
-        let pre = linker
-            .instantiate_pre(&component)
-            .and_then(AggregationPre::new)
-            .map_err(|e| PluginError::WrongInterface {
-                plugin: name.into(),
-                detail: format!("{e:#}"),
-            })?;
-        let mut loaded = LoadedPlugin {
-            inner: Arc::new(Inner {
-                name: name.to_owned(),
-                info: PluginInfo {
-                    name: name.to_owned(),
-                    state_version: 0,
-                    includes_window_start: false,
-                    min_inputs: 0,
-                    max_inputs: 0,
-                },
-                pre,
-                engine: self.engine.clone(),
-                limits: self.limits,
-            }),
+        let component = wasmtime::component::Component::new(&self.engine, bytes).map_err(|e| {
+            PluginError::NotAComponent {
+                plugin: name.to_owned(),
+                detail: e.to_string(),
+            }
+        })?;
+        let linker = sandbox::linker_for::<Sandbox>(name, &self.engine, &component)?;
+        let wrong = |e: wasmtime::Error| PluginError::WrongInterface {
+            plugin: name.to_owned(),
+            detail: format!("{e:#}"),
         };
-        let info = loaded.instantiate()?.info()?;
+        let pre: InstancePre<Sandbox> = linker.instantiate_pre(&component).map_err(wrong)?;
+        let pre = AggregationPre::new(pre).map_err(wrong)?;
+        let indices = AggregationIndices::new(pre.instance_pre()).map_err(wrong)?;
+        let fold_index = component
+            .get_export_index(None, "iot:aggregation/fold@1.0.0")
+            .and_then(|fold| component.get_export_index(Some(&fold), "fold"))
+            .ok_or_else(|| PluginError::WrongInterface {
+                plugin: name.to_owned(),
+                detail: "no export iot:aggregation/fold@1.0.0#fold".to_owned(),
+            })?;
+        let mut inner = Arc::new(Inner {
+            name: name.to_owned(),
+            info: PluginInfo {
+                name: name.to_owned(),
+                state_version: 0,
+                includes_window_start: false,
+                min_inputs: 0,
+                max_inputs: 0,
+            },
+            pre,
+            indices,
+            fold_index,
+            limits: self.limits,
+        });
+        // A probe instance, dropped at the end of the statement.
+        let info = PluginInstance::new(inner.clone())?.info()?;
         if info.min_inputs == 0 || info.min_inputs > info.max_inputs {
             return Err(PluginError::WrongInterface {
-                plugin: name.into(),
+                plugin: name.to_owned(),
                 detail: format!(
-                    "info() says it takes {} to {} inputs",
+                    "its info() says it takes {} to {} inputs; it must take at least 1",
                     info.min_inputs, info.max_inputs
                 ),
             });
         }
-        Arc::get_mut(&mut loaded.inner)
-            .expect("no other handle yet")
+        Arc::get_mut(&mut inner)
+            .expect("the probe instance is gone")
             .info = info;
-        Ok(loaded)
+        Ok(LoadedPlugin { inner })
     }
 }
 
-fn check_imports(name: &str, component: &Component, engine: &Engine) -> Result<(), PluginError> {
-    for (import, item) in component.component_type().imports(engine) {
-        if let Some((_, why)) = FORBIDDEN
-            .iter()
-            .find(|(prefix, _)| import.starts_with(prefix))
-        {
-            return Err(PluginError::ForbiddenImport {
-                plugin: name.into(),
-                import: import.to_owned(),
-                why,
-            });
-        }
-        let harmless = HARMLESS.iter().any(|prefix| import.starts_with(prefix));
-        if !harmless || !matches!(item.ty, ComponentItem::ComponentInstance(_)) {
-            return Err(PluginError::ForbiddenImport {
-                plugin: name.into(),
-                import: import.to_owned(),
-                why: "the host provides nothing but the fold interface",
-            });
-        }
-    }
-    Ok(())
-}
-
+/// What every instance of a plugin shares.
 pub(super) struct Inner {
+    /// The file stem, for errors and logs.
     pub name: String,
     pub info: PluginInfo,
-    pub pre: AggregationPre<StoreState>,
-    pub engine: Engine,
+    /// Compiled, linked and type-checked: instantiating is cheap.
+    pub pre: AggregationPre<Sandbox>,
+    pub indices: AggregationIndices,
+    /// `fold`, called through a faster path than the generated bindings (see lowering.rs).
+    pub fold_index: ComponentExportIndex,
     pub limits: PluginLimits,
 }
 
-/// A compiled, validated plugin.
+/// A compiled, validated plugin. Cheap to clone and share between threads; each thread
+/// (or each user) makes its own [`PluginInstance`].
 #[derive(Clone)]
 pub struct LoadedPlugin {
-    pub(super) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl LoadedPlugin {
+    /// The file stem it was loaded from.
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -181,8 +136,17 @@ impl LoadedPlugin {
         &self.inner.info
     }
 
-    /// A fresh instance with its own store and memory.
+    /// A fresh instance, with its own store and memory, under the host's limits.
     pub fn instantiate(&self) -> Result<PluginInstance, PluginError> {
         PluginInstance::new(self.inner.clone())
+    }
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.inner.name)
+            .field("info", &self.inner.info)
+            .finish_non_exhaustive()
     }
 }

@@ -1,24 +1,41 @@
 //! WASM aggregation plugins: loading, validating and calling them in a sandbox (SPEC §6).
 //!
-//! - [`PluginHost`] compiles a component once, checks its imports and exports against the
-//!   WIT package `iot:aggregation` (`wit/aggregation.wit`), and reads its [`PluginInfo`].
-//! - [`LoadedPlugin`] is a compiled, validated plugin; cheap to clone and to instantiate.
-//! - [`PluginInstance`] calls `init`, `fold` and `finish` under a fuel bound and a memory cap,
-//!   and turns every failure (trap, exhausted fuel or memory, non-finite value, an error the
-//!   plugin returns) into a [`PluginError`]; after a trap it starts a fresh instance.
+//! - [`PluginHost`] compiles a component once, checks its imports against the sandbox
+//!   policy and its exports against the WIT interface `iot:aggregation/fold@1.0.0`
+//!   (`wit/aggregation.wit`, documented in `wit/README.md`), and reads its [`PluginInfo`].
+//! - [`LoadedPlugin`] is a compiled, validated plugin: `Clone + Send + Sync`, cheap to
+//!   instantiate (pre-linked `InstancePre`).
+//! - [`PluginInstance`] calls `init`, `fold` and `finish` under a fuel bound and a memory cap
+//!   ([`PluginLimits`]), and turns every failure (trap, exhausted fuel or memory, an error
+//!   the plugin returns, a non-finite value) into a [`PluginError`]; after a trap it starts
+//!   a fresh instance by itself.
 //!
-//! Sandbox: plugins get no WASI capability. A component that imports files, sockets,
-//! clocks, randomness or anything else outside the harmless set the Rust toolchain adds
-//! (stdio, environment, exit) is refused at load; the harmless imports trap when called.
+//! Sandbox: plugins get no WASI capability: no files, network, clocks, randomness or
+//! environment. The store holds no WASI context; our plugins are `no_std` and import
+//! nothing. A component that imports a capability is refused at load, with an error naming
+//! the import; the few `wasi:cli`/`wasi:io` imports Rust's std adds to every wasip2
+//! component are linked as stubs that trap when called (see `sandbox.rs`).
 
 mod bindings;
 mod error;
 mod instance;
 mod limits;
 mod loader;
+mod lowering;
+mod sandbox;
 
 pub use bindings::{PluginInfo, Sample, Window};
 pub use error::PluginError;
 pub use instance::PluginInstance;
 pub use limits::PluginLimits;
 pub use loader::{LoadedPlugin, PluginHost};
+
+#[allow(dead_code)]
+fn assert_thread_safety() {
+    fn send_sync_clone<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync_clone::<LoadedPlugin>();
+    send_sync_clone::<PluginHost>();
+    send::<PluginInstance>();
+    send_sync_clone::<Sample>();
+}

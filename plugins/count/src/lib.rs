@@ -1,18 +1,31 @@
-//! `count`: how many samples a window received (e.g. motion events a day).
-//! Accumulator: count (u64), little-endian.
+//! `count`: how many samples a window received, whatever their values (e.g. a day's motion
+//! events). A window with no sample counts 0.
+//!
+//! Accumulator (state version 1, 8 bytes, little-endian): count `u64`.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+extern crate alloc;
+include!("../../guest_runtime.rs");
+
+use alloc::{format, string::String, vec, vec::Vec};
 
 wit_bindgen::generate!({ world: "aggregation", path: "../../wit" });
 
 use exports::iot::aggregation::fold::{Guest, PluginInfo, Sample, Window};
 
-struct Count;
+const STATE_LEN: usize = 8;
 
-fn decode(state: &[u8]) -> Result<u64, String> {
-    let bytes: [u8; 8] = state
-        .try_into()
-        .map_err(|_| format!("count: accumulator of {} bytes, expected 8", state.len()))?;
-    Ok(u64::from_le_bytes(bytes))
+fn read(state: &[u8]) -> Result<u64, String> {
+    let state: [u8; STATE_LEN] = state.try_into().map_err(|_| {
+        format!(
+            "count: accumulator of {} bytes, expected {STATE_LEN}",
+            state.len()
+        )
+    })?;
+    Ok(u64::from_le_bytes(state))
 }
+
+struct Count;
 
 impl Guest for Count {
     fn info() -> PluginInfo {
@@ -25,22 +38,18 @@ impl Guest for Count {
         }
     }
 
-    fn init(
-        _params: Vec<(String, String)>,
-        _inputs: u32,
-        _window: Window,
-    ) -> Result<Vec<u8>, String> {
-        Ok(0u64.to_le_bytes().to_vec())
+    fn init(_: Vec<(String, String)>, _: u32, _: Window) -> Result<Vec<u8>, String> {
+        Ok(vec![0; STATE_LEN])
     }
 
-    fn fold(state: Vec<u8>, _window: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
-        let count = decode(&state)? + samples.len() as u64;
-        Ok(count.to_le_bytes().to_vec())
+    fn fold(mut state: Vec<u8>, _: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
+        let count = read(&state)? + samples.len() as u64;
+        state.copy_from_slice(&count.to_le_bytes());
+        Ok(state)
     }
 
-    fn finish(state: Vec<u8>, _window: Window) -> Result<Option<f64>, String> {
-        let count = decode(&state)?;
-        Ok((count > 0).then_some(count as f64))
+    fn finish(state: Vec<u8>, _: Window) -> Result<Option<f64>, String> {
+        Ok(Some(read(&state)? as f64))
     }
 }
 

@@ -1,38 +1,42 @@
 //! `daily-diff`: a cumulative meter's reading at the window's end minus its reading at the
 //! window's start (SPEC: AggDayDiff). Asks the host for the sample stamped exactly at the
-//! window's start; a window without both readings has no value. When one instant has
-//! several readings, the last one folded wins.
+//! window's start (`includes-window-start`); every other sample is ignored. No value unless
+//! both readings are there. When one instant has several readings, the last one folded wins.
 //!
-//! Accumulator: flags (u8: bit 0 = start seen, bit 1 = end seen), start (f64), end (f64).
+//! Accumulator (state version 1, 17 bytes, little-endian): flags `u8` (bit 0: start seen,
+//! bit 1: end seen), start reading `f64`, end reading `f64`.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+extern crate alloc;
+include!("../../guest_runtime.rs");
+
+use alloc::{format, string::String, vec, vec::Vec};
 
 wit_bindgen::generate!({ world: "aggregation", path: "../../wit" });
 
 use exports::iot::aggregation::fold::{Guest, PluginInfo, Sample, Window};
 
-struct DailyDiff;
+const STATE_LEN: usize = 17;
+const START_SEEN: u8 = 1;
+const END_SEEN: u8 = 2;
+const START: usize = 1;
+const END: usize = 9;
 
-const START: u8 = 1;
-const END: u8 = 2;
-
-fn decode(state: &[u8]) -> Result<(u8, f64, f64), String> {
-    if state.len() != 17 {
+fn check(state: &[u8]) -> Result<(), String> {
+    if state.len() != STATE_LEN {
         return Err(format!(
-            "daily-diff: accumulator of {} bytes, expected 17",
+            "daily-diff: accumulator of {} bytes, expected {STATE_LEN}",
             state.len()
         ));
     }
-    let start = f64::from_le_bytes(state[1..9].try_into().unwrap());
-    let end = f64::from_le_bytes(state[9..17].try_into().unwrap());
-    Ok((state[0], start, end))
+    Ok(())
 }
 
-fn encode(flags: u8, start: f64, end: f64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(17);
-    out.push(flags);
-    out.extend_from_slice(&start.to_le_bytes());
-    out.extend_from_slice(&end.to_le_bytes());
-    out
+fn reading(state: &[u8], at: usize) -> f64 {
+    f64::from_le_bytes(state[at..at + 8].try_into().unwrap())
 }
+
+struct DailyDiff;
 
 impl Guest for DailyDiff {
     fn info() -> PluginInfo {
@@ -45,31 +49,30 @@ impl Guest for DailyDiff {
         }
     }
 
-    fn init(
-        _params: Vec<(String, String)>,
-        _inputs: u32,
-        _window: Window,
-    ) -> Result<Vec<u8>, String> {
-        Ok(encode(0, 0.0, 0.0))
+    fn init(_: Vec<(String, String)>, _: u32, _: Window) -> Result<Vec<u8>, String> {
+        Ok(vec![0; STATE_LEN])
     }
 
-    fn fold(state: Vec<u8>, window: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
-        let (mut flags, mut start, mut end) = decode(&state)?;
-        for s in &samples {
-            if s.ts_ms == window.start_ms {
-                flags |= START;
-                start = s.value;
-            } else if s.ts_ms == window.end_ms {
-                flags |= END;
-                end = s.value;
-            }
+    fn fold(mut state: Vec<u8>, window: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
+        check(&state)?;
+        for sample in &samples {
+            let (flag, at) = if sample.ts_ms == window.start_ms {
+                (START_SEEN, START)
+            } else if sample.ts_ms == window.end_ms {
+                (END_SEEN, END)
+            } else {
+                continue;
+            };
+            state[0] |= flag;
+            state[at..at + 8].copy_from_slice(&sample.value.to_le_bytes());
         }
-        Ok(encode(flags, start, end))
+        Ok(state)
     }
 
-    fn finish(state: Vec<u8>, _window: Window) -> Result<Option<f64>, String> {
-        let (flags, start, end) = decode(&state)?;
-        Ok((flags == START | END).then(|| end - start))
+    fn finish(state: Vec<u8>, _: Window) -> Result<Option<f64>, String> {
+        check(&state)?;
+        let both = state[0] & (START_SEEN | END_SEEN) == START_SEEN | END_SEEN;
+        Ok(both.then(|| reading(&state, END) - reading(&state, START)))
     }
 }
 

@@ -1,27 +1,40 @@
-//! `sum`: the sum of a window's values, added in the order they arrive (e.g. a day's energy).
-//! Accumulator: total (f64) and count (u64), little-endian.
+//! `sum`: the sum of a window's values, added in the order they are folded (e.g. a day's
+//! energy). No sample, no value.
+//!
+//! Accumulator (state version 1, 16 bytes, little-endian): total `f64`, count `u64`.
+
+#![cfg_attr(target_arch = "wasm32", no_std)]
+extern crate alloc;
+include!("../../guest_runtime.rs");
+
+use alloc::{format, string::String, vec, vec::Vec};
 
 wit_bindgen::generate!({ world: "aggregation", path: "../../wit" });
 
 use exports::iot::aggregation::fold::{Guest, PluginInfo, Sample, Window};
 
+const STATE_LEN: usize = 16;
+
+fn read(state: &[u8]) -> Result<(f64, u64), String> {
+    let state: &[u8; STATE_LEN] = state.try_into().map_err(|_| {
+        format!(
+            "sum: accumulator of {} bytes, expected {STATE_LEN}",
+            state.len()
+        )
+    })?;
+    let (total, count) = state.split_at(8);
+    Ok((
+        f64::from_le_bytes(total.try_into().unwrap()),
+        u64::from_le_bytes(count.try_into().unwrap()),
+    ))
+}
+
+fn write(state: &mut [u8], total: f64, count: u64) {
+    state[..8].copy_from_slice(&total.to_le_bytes());
+    state[8..].copy_from_slice(&count.to_le_bytes());
+}
+
 struct Sum;
-
-fn decode(state: &[u8]) -> Result<(f64, u64), String> {
-    let bytes: &[u8; 16] = state
-        .try_into()
-        .map_err(|_| format!("sum: accumulator of {} bytes, expected 16", state.len()))?;
-    let total = f64::from_le_bytes(bytes[..8].try_into().unwrap());
-    let count = u64::from_le_bytes(bytes[8..].try_into().unwrap());
-    Ok((total, count))
-}
-
-fn encode(total: f64, count: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
-    out.extend_from_slice(&total.to_le_bytes());
-    out.extend_from_slice(&count.to_le_bytes());
-    out
-}
 
 impl Guest for Sum {
     fn info() -> PluginInfo {
@@ -34,25 +47,21 @@ impl Guest for Sum {
         }
     }
 
-    fn init(
-        _params: Vec<(String, String)>,
-        _inputs: u32,
-        _window: Window,
-    ) -> Result<Vec<u8>, String> {
-        Ok(encode(0.0, 0))
+    fn init(_: Vec<(String, String)>, _: u32, _: Window) -> Result<Vec<u8>, String> {
+        Ok(vec![0; STATE_LEN]) // 0.0, 0
     }
 
-    fn fold(state: Vec<u8>, _window: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
-        let (mut total, mut count) = decode(&state)?;
-        for s in &samples {
-            total += s.value;
+    fn fold(mut state: Vec<u8>, _: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
+        let (mut total, count) = read(&state)?;
+        for sample in &samples {
+            total += sample.value;
         }
-        count += samples.len() as u64;
-        Ok(encode(total, count))
+        write(&mut state, total, count + samples.len() as u64);
+        Ok(state)
     }
 
-    fn finish(state: Vec<u8>, _window: Window) -> Result<Option<f64>, String> {
-        let (total, count) = decode(&state)?;
+    fn finish(state: Vec<u8>, _: Window) -> Result<Option<f64>, String> {
+        let (total, count) = read(&state)?;
         Ok((count > 0).then_some(total))
     }
 }

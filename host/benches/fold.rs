@@ -1,0 +1,112 @@
+//! Readings per second through the WASM `sum` and `mean` folds, next to the same folds
+//! written natively in Rust (same accumulator bytes, same summation order), for batches of
+//! 1, 64 and 1024 samples; and the cost of the fuel bound (metering on vs off).
+//!
+//!     scripts/build-plugins && cargo bench -p iot-host --bench fold
+//!
+//! Plugins are read from `IOT_PLUGIN_DIR` (default `target/plugins`).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use iot_host::plugin::{PluginHost, PluginInstance, PluginLimits, Sample, Window};
+
+const DAY_MS: i64 = 86_400_000;
+const STEP_MS: i64 = 900_000;
+const WINDOW: Window = Window {
+    start_ms: 1_577_836_800_000,
+    end_ms: 1_577_836_800_000 + DAY_MS,
+};
+const BATCH_SIZES: [usize; 3] = [1, 64, 1024];
+
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("IOT_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugins"))
+}
+
+fn instance(name: &str, limits: PluginLimits) -> PluginInstance {
+    let path = plugin_dir().join(format!("{name}.wasm"));
+    PluginHost::new(limits)
+        .expect("engine")
+        .load_file(&path)
+        .unwrap_or_else(|e| panic!("{e} (build the plugins first: scripts/build-plugins)"))
+        .instantiate()
+        .expect("instance")
+}
+
+fn batch(len: usize) -> Vec<Sample> {
+    (0..len)
+        .map(|k| Sample {
+            input: 0,
+            ts_ms: WINDOW.start_ms + (k as i64 % 96 + 1) * STEP_MS,
+            value: (k % 200) as f64 * 0.5,
+        })
+        .collect()
+}
+
+/// The native equivalent of the `sum` and `mean` plugins' fold: same 16-byte accumulator
+/// (total f64, count u64, little-endian), same order of additions.
+fn native_fold(state: &mut Vec<u8>, samples: &[Sample]) -> Result<(), String> {
+    let bytes: &[u8; 16] = state.as_slice().try_into().map_err(|_| "bad state")?;
+    let mut total = f64::from_le_bytes(bytes[..8].try_into().unwrap());
+    let count = u64::from_le_bytes(bytes[8..].try_into().unwrap());
+    for sample in samples {
+        total += sample.value;
+    }
+    state[..8].copy_from_slice(&total.to_le_bytes());
+    state[8..].copy_from_slice(&(count + samples.len() as u64).to_le_bytes());
+    Ok(())
+}
+
+fn folds(c: &mut Criterion) {
+    for plugin in ["sum", "mean"] {
+        let mut group = c.benchmark_group(format!("fold/{plugin}"));
+        let mut wasm = instance(plugin, PluginLimits::default());
+        for size in BATCH_SIZES {
+            let samples = batch(size);
+            group.throughput(Throughput::Elements(size as u64));
+            group.bench_with_input(BenchmarkId::new("wasm", size), &samples, |b, samples| {
+                let mut state = wasm.init(&[], 1, WINDOW).unwrap();
+                b.iter(|| wasm.fold(&mut state, WINDOW, black_box(samples)).unwrap());
+            });
+            group.bench_with_input(BenchmarkId::new("native", size), &samples, |b, samples| {
+                let mut state = vec![0u8; 16];
+                b.iter(|| native_fold(&mut state, black_box(samples)).unwrap());
+            });
+        }
+        group.finish();
+    }
+}
+
+fn fuel(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fold/sum-fuel");
+    let unmetered = PluginLimits {
+        fuel_per_call: None,
+        ..PluginLimits::default()
+    };
+    for (label, limits) in [("fuel", PluginLimits::default()), ("no-fuel", unmetered)] {
+        let mut wasm = instance("sum", limits);
+        for size in [1, 1024] {
+            let samples = batch(size);
+            group.throughput(Throughput::Elements(size as u64));
+            group.bench_with_input(BenchmarkId::new(label, size), &samples, |b, samples| {
+                let mut state = wasm.init(&[], 1, WINDOW).unwrap();
+                b.iter(|| wasm.fold(&mut state, WINDOW, black_box(samples)).unwrap());
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30);
+    targets = folds, fuel
+}
+criterion_main!(benches);
