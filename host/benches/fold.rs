@@ -1,6 +1,8 @@
 //! Readings per second through the WASM `sum` and `mean` folds, next to the same folds
 //! written natively in Rust (same accumulator bytes, same summation order), for batches of
-//! 1, 64 and 1024 samples; and the cost of the fuel bound (metering on vs off).
+//! 1, 64 and 1024 samples; the share of that which is the call and the copy of the batch
+//! into the plugin's memory (`count`, which does no per-sample work); and the cost of the
+//! fuel bound (metering on vs off).
 //!
 //!     scripts/build-plugins && cargo bench -p iot-host --bench fold
 //!
@@ -81,6 +83,20 @@ fn folds(c: &mut Criterion) {
     }
 }
 
+fn transport(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fold/count-transport-only");
+    let mut wasm = instance("count", PluginLimits::default());
+    for size in BATCH_SIZES {
+        let samples = batch(size);
+        group.throughput(Throughput::Elements(size as u64));
+        group.bench_with_input(BenchmarkId::new("wasm", size), &samples, |b, samples| {
+            let mut state = wasm.init(&[], 1, WINDOW).unwrap();
+            b.iter(|| wasm.fold(&mut state, WINDOW, black_box(samples)).unwrap());
+        });
+    }
+    group.finish();
+}
+
 fn fuel(c: &mut Criterion) {
     let mut group = c.benchmark_group("fold/sum-fuel");
     let unmetered = PluginLimits {
@@ -107,6 +123,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = folds, fuel
+    targets = folds, transport, fuel
 }
 criterion_main!(benches);

@@ -600,3 +600,47 @@ fn an_error_the_plugin_returns_names_the_plugin_and_the_call() {
     );
     assert_recovers(&mut instance);
 }
+
+#[test]
+fn samples_reach_the_plugin_bit_for_bit() {
+    // Every field of every sample matters here: 64 inputs, extreme values, and a window
+    // before 1970 (negative timestamps).
+    const INPUTS: u32 = 64;
+    let values: Vec<f64> = (0..INPUTS)
+        .map(|i| match i % 4 {
+            0 => 1e300 / f64::from(i + 1),
+            1 => -f64::MIN_POSITIVE * f64::from(i),
+            2 => -0.0,
+            _ => f64::from(i) * 0.1,
+        })
+        .collect();
+    let expected = values[1..].iter().fold(values[0], |rest, v| rest - v);
+    let mut batch: Vec<Sample> = values
+        .iter()
+        .enumerate()
+        .map(|(i, &value)| Sample {
+            input: i as u32,
+            ts_ms: DAY.end_ms,
+            value,
+        })
+        .collect();
+    batch.reverse();
+    let got = fold_batches("rest", INPUTS, &[batch]).unwrap();
+    assert_eq!(got.to_bits(), expected.to_bits());
+
+    const BEFORE_1970: Window = Window {
+        start_ms: -3 * DAY_MS,
+        end_ms: -2 * DAY_MS,
+    };
+    let mut instance = load("daily-diff").instantiate().unwrap();
+    let mut state = instance.init(&[], 1, BEFORE_1970).unwrap();
+    let readings = [
+        meter(BEFORE_1970.start_ms, 10.5),
+        meter(BEFORE_1970.end_ms, 30.25),
+    ];
+    instance.fold(&mut state, BEFORE_1970, &readings).unwrap();
+    assert_eq!(
+        instance.finish(&state, BEFORE_1970).unwrap(),
+        Some(30.25 - 10.5)
+    );
+}

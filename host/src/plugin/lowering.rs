@@ -60,6 +60,16 @@ unsafe impl Lower for SampleBatch<'_> {
     }
 }
 
+/// A sample as the plugin sees it: input at 0, padding, ts-ms at 8, value at 16.
+#[inline(always)]
+fn encode(sample: &Sample) -> [u8; SAMPLE_SIZE] {
+    let mut bytes = [0; SAMPLE_SIZE];
+    bytes[0..4].copy_from_slice(&sample.input.to_le_bytes());
+    bytes[8..16].copy_from_slice(&sample.ts_ms.to_le_bytes());
+    bytes[16..24].copy_from_slice(&sample.value.to_le_bytes());
+    bytes
+}
+
 /// Allocates the list in the plugin's memory and writes the samples; returns its address.
 fn store<T>(cx: &mut LowerContext<'_, T>, samples: &[Sample]) -> wasmtime::Result<usize> {
     let size = samples.len().checked_mul(SAMPLE_SIZE).ok_or_else(|| {
@@ -76,11 +86,16 @@ fn store<T>(cx: &mut LowerContext<'_, T>, samples: &[Sample]) -> wasmtime::Resul
         .ok_or_else(|| {
             wasmtime::format_err!("the plugin's realloc returned memory out of bounds")
         })?;
-    for (dst, sample) in memory.chunks_exact_mut(SAMPLE_SIZE).zip(samples) {
-        dst[0..4].copy_from_slice(&sample.input.to_le_bytes());
-        dst[4..8].fill(0);
-        dst[8..16].copy_from_slice(&sample.ts_ms.to_le_bytes());
-        dst[16..24].copy_from_slice(&sample.value.to_le_bytes());
+    let base = memory.as_mut_ptr();
+    for (k, sample) in samples.iter().enumerate() {
+        // SAFETY: `memory` is `samples.len() * SAMPLE_SIZE` bytes long (checked above), so
+        // the three 8-byte words at `k * SAMPLE_SIZE` are in bounds; unaligned writes.
+        unsafe {
+            let word = base.add(k * SAMPLE_SIZE).cast::<u64>();
+            word.write_unaligned(u64::from(sample.input).to_le());
+            word.add(1).write_unaligned((sample.ts_ms as u64).to_le());
+            word.add(2).write_unaligned(sample.value.to_bits().to_le());
+        }
     }
     Ok(ptr)
 }
