@@ -164,7 +164,7 @@ fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
         let instance = plugin.pre.instance_pre().instantiate(&mut store)?;
         let bindings = plugin.indices.load(&mut store, &instance)?;
         let fold = instance
-            .get_func(&mut store, &plugin.fold_index)
+            .get_func(&mut store, plugin.fold_index)
             .ok_or_else(|| wasmtime::format_err!("no fold export"))?;
         fold.typed::<FoldParams<'_>, FoldResults>(&store)?;
         Ok((bindings, fold))

@@ -5,8 +5,12 @@
 //! layout is fixed by the WIT (`record sample { input: u32, ts-ms: s64, value: f64 }`: input
 //! at 0, 4 bytes of padding, ts-ms at 8, value at 16; 24 bytes, aligned to 8), so
 //! [`SampleBatch`] asks the plugin for the list's memory once, checks the bounds once and
-//! writes the samples with a plain loop (~1 ns per sample). Its type check is the generic
+//! writes the samples with a plain loop (~0.6 ns per sample). Its type check is the generic
 //! one of `list<sample>`, so a component whose `sample` differs is still refused.
+//!
+//! This implements wasmtime's `ComponentType`/`Lower` by hand, with items wasmtime marks as
+//! outside its stability guarantees (`__internal`): when upgrading wasmtime, re-run
+//! `host/tests/plugins.rs` (`samples_reach_the_plugin_bit_for_bit`) and the fold bench.
 
 use std::mem::MaybeUninit;
 
@@ -58,16 +62,6 @@ unsafe impl Lower for SampleBatch<'_> {
         // Only used when parameters do not fit in registers, which `fold`'s do.
         self.0.linear_lower_to_memory(cx, ty, offset)
     }
-}
-
-/// A sample as the plugin sees it: input at 0, padding, ts-ms at 8, value at 16.
-#[inline(always)]
-fn encode(sample: &Sample) -> [u8; SAMPLE_SIZE] {
-    let mut bytes = [0; SAMPLE_SIZE];
-    bytes[0..4].copy_from_slice(&sample.input.to_le_bytes());
-    bytes[8..16].copy_from_slice(&sample.ts_ms.to_le_bytes());
-    bytes[16..24].copy_from_slice(&sample.value.to_le_bytes());
-    bytes
 }
 
 /// Allocates the list in the plugin's memory and writes the samples; returns its address.

@@ -22,7 +22,9 @@ const MAX_INPUTS: u32 = 64;
 
 fn check(state: &[u8]) -> Result<(), String> {
     let inputs = state.len() / SLOT;
-    if state.len() % SLOT != 0 || !(MIN_INPUTS as usize..=MAX_INPUTS as usize).contains(&inputs) {
+    if inputs * SLOT != state.len()
+        || !(MIN_INPUTS as usize..=MAX_INPUTS as usize).contains(&inputs)
+    {
         return Err(format!(
             "rest: accumulator of {} bytes, expected {SLOT} per input",
             state.len()
