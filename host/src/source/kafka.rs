@@ -40,7 +40,15 @@ struct GroupContext {
     log: Arc<Mutex<RebalanceLog>>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End of partition is how the source knows it caught up, not a fault.
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            return;
+        }
+        tracing::error!("Kafka client error: {error}: {reason}");
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(
