@@ -94,6 +94,8 @@ struct PluginSlot {
 
 struct PartitionState {
     next_offset: i64,
+    /// The offset moved in the current batch: the partition needs a new checkpoint.
+    moved: bool,
 }
 
 pub struct Engine {
@@ -193,8 +195,13 @@ impl Engine {
             }
             None => 0,
         };
-        self.partitions
-            .insert(partition, PartitionState { next_offset });
+        self.partitions.insert(
+            partition,
+            PartitionState {
+                next_offset,
+                moved: false,
+            },
+        );
         Ok(())
     }
 
@@ -209,16 +216,19 @@ impl Engine {
     /// Takes one record. Records below the partition's checkpoint were already stored
     /// before a restart and are skipped: nothing is counted twice.
     pub fn process(&mut self, record: &SourceRecord) {
-        let next = &mut self
+        let partition = self
             .partitions
             .entry(record.partition)
-            .or_insert(PartitionState { next_offset: 0 })
-            .next_offset;
-        if record.offset < *next {
+            .or_insert(PartitionState {
+                next_offset: 0,
+                moved: false,
+            });
+        if record.offset < partition.next_offset {
             self.stats.skipped_replayed += 1;
             return;
         }
-        *next = record.offset + 1;
+        partition.next_offset = record.offset + 1;
+        partition.moved = true;
         self.stats.records += 1;
         // Borrow the config's default site for parsing without cloning it per record.
         let default_site = std::mem::take(&mut self.config.default_site);
@@ -324,18 +334,18 @@ impl Engine {
             .map(|(n, _)| n.clone())
             .collect();
         touched.sort_unstable();
-        let mut partitions: Vec<i32> = Vec::new();
         for name in &touched {
             self.refresh_site(name);
-            let site = self.sites.get_mut(name).expect("touched site exists");
-            site.touched = false;
-            if !partitions.contains(&site.partition) {
-                partitions.push(site.partition);
-            }
+            self.sites
+                .get_mut(name)
+                .expect("touched site exists")
+                .touched = false;
         }
-        // Partitions that only had skipped or dead-lettered records still move forward.
-        for (&p, _) in self.partitions.iter() {
-            if !partitions.contains(&p) {
+        // Only partitions whose offset moved get a new checkpoint (a site is touched only by
+        // a record that moved its partition's offset).
+        let mut partitions: Vec<i32> = Vec::new();
+        for (&p, state) in self.partitions.iter_mut() {
+            if std::mem::take(&mut state.moved) {
                 partitions.push(p);
             }
         }
