@@ -8,10 +8,16 @@ use anyhow::Context as _;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::plugin::PluginLimits;
+use crate::tenant::{load_tenants_file, SiteMatcher, TenantSpec};
+
 /// The aggregation host: Kafka readings → day windows through WASM plugins → RedisTimeSeries.
 #[derive(Debug, Parser)]
 #[command(name = "iot-host", version, about)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the settings below (flags win over the file).
     #[arg(long, env = "IOT_HOST_CONFIG")]
     pub config: Option<PathBuf>,
@@ -47,6 +53,21 @@ pub struct Cli {
     /// Pipeline file; the reference site's pipeline when absent.
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
+    /// Tenants file (groups of sites with their own plugins, pipeline and limits); without
+    /// it one tenant owns every site and uses --plugins and --pipeline.
+    #[arg(long, env = "IOT_TENANTS")]
+    pub tenants: Option<PathBuf>,
+    /// Fuel (≈ WebAssembly instructions) one plugin call may burn; 0 turns the bound off.
+    /// Default for tenants that do not set their own.
+    #[arg(long)]
+    pub fuel_per_call: Option<u64>,
+    /// Memory one plugin instance may grow to, in MiB. Default for tenants that do not set
+    /// their own.
+    #[arg(long)]
+    pub max_memory_mib: Option<usize>,
+    /// Do not watch plugin folders and pipeline files (no hot swap).
+    #[arg(long)]
+    pub no_watch: bool,
     /// Site of records in the plain line format.
     #[arg(long)]
     pub default_site: Option<String>,
@@ -85,6 +106,9 @@ struct FileConfig {
     key_prefix: Option<String>,
     plugins: Option<PathBuf>,
     pipeline: Option<PathBuf>,
+    tenants: Option<PathBuf>,
+    fuel_per_call: Option<u64>,
+    max_memory_mib: Option<usize>,
     default_site: Option<String>,
     allowed_lateness: Option<String>,
     out_of_orderness: Option<String>,
@@ -108,6 +132,10 @@ pub struct HostConfig {
     pub key_prefix: String,
     pub plugins: PathBuf,
     pub pipeline: Option<PathBuf>,
+    pub tenants: Option<PathBuf>,
+    /// Limits of tenants that do not set their own.
+    pub limits: PluginLimits,
+    pub watch: bool,
     pub default_site: String,
     pub allowed_lateness: Duration,
     pub out_of_orderness: Duration,
@@ -155,6 +183,19 @@ impl HostConfig {
                 .or(file.plugins)
                 .unwrap_or_else(|| PathBuf::from("target/plugins")),
             pipeline: cli.pipeline.or(file.pipeline),
+            tenants: cli.tenants.or(file.tenants),
+            limits: PluginLimits {
+                fuel_per_call: match cli.fuel_per_call.or(file.fuel_per_call) {
+                    Some(0) => None,
+                    Some(fuel) => Some(fuel),
+                    None => Some(PluginLimits::DEFAULT_FUEL_PER_CALL),
+                },
+                max_memory_bytes: cli
+                    .max_memory_mib
+                    .or(file.max_memory_mib)
+                    .map_or(PluginLimits::DEFAULT_MAX_MEMORY_BYTES, |mib| mib << 20),
+            },
+            watch: !cli.no_watch,
             default_site: pick(cli.default_site, file.default_site, "default"),
             allowed_lateness: parse_duration(&pick(
                 cli.allowed_lateness,
@@ -177,6 +218,56 @@ impl HostConfig {
             exit_when_caught_up: cli.exit_when_caught_up,
         })
     }
+}
+
+impl HostConfig {
+    /// The tenants: from the tenants file, or one tenant owning every site.
+    pub fn tenant_specs(&self) -> anyhow::Result<Vec<TenantSpec>> {
+        match &self.tenants {
+            Some(path) => load_tenants_file(path, self.limits),
+            None => Ok(vec![TenantSpec {
+                name: "default".into(),
+                sites: SiteMatcher::all(),
+                plugin_dir: self.plugins.clone(),
+                pipeline_file: self.pipeline.clone(),
+                limits: self.limits,
+            }]),
+        }
+    }
+}
+
+/// Subcommands; without one the host runs.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Checks plugin components before deploying them: loads each against the WIT and the
+    /// sandbox rules, prints its info, and runs a probe window (init, fold, finish) under
+    /// the limits. Exits non-zero, saying why, if any plugin fails.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Plugin `.wasm` files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Fuel one call may burn (0: no bound).
+    #[arg(long, default_value_t = PluginLimits::DEFAULT_FUEL_PER_CALL)]
+    pub fuel_per_call: u64,
+    /// Memory one instance may grow to, in MiB.
+    #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20)]
+    pub max_memory_mib: usize,
+    /// A parameter for the probe's `init`, as `key=value` (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// Samples in the probe window (spread over one day, values 1, 2, 3, ...).
+    #[arg(long, default_value_t = 96)]
+    pub samples: usize,
+}
+
+fn parse_param(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not key=value"))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {

@@ -2,7 +2,10 @@
 //!
 //! - [`pipeline`]: the pipeline file, which outputs exist and how they are computed.
 //! - [`plugin`]: loading and calling WASM aggregation plugins in a sandbox.
-//! - [`engine`]: per-site event-time day windows, lateness, emission; no I/O.
+//! - [`tenant`]: tenants (groups of sites with their own plugins, pipeline and limits).
+//! - [`engine`]: per-site event-time day windows, lateness, emission, swaps; no I/O.
+//! - [`reload`]: watching plugin folders and pipeline files, building what changed off the
+//!   hot path.
 //! - [`source`], [`store`], [`publish`]: Kafka in, RedisTimeSeries and Kafka out.
 //! - [`live`]: the live page, pushing points over a WebSocket as they are stored.
 //! - [`runner`]: the batch loop wiring them together; [`config`]: flags and file.
@@ -13,6 +16,9 @@ pub mod live;
 pub mod pipeline;
 pub mod plugin;
 pub mod publish;
+pub mod reload;
 pub mod runner;
 pub mod source;
 pub mod store;
+pub mod tenant;
+pub mod validate;

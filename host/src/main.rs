@@ -1,17 +1,12 @@
 //! `iot-host`: wires the real Kafka and Redis to the engine. Everything else is in the lib.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use anyhow::Context as _;
 use clap::Parser;
-use iot_host::config::{Cli, HostConfig};
-use iot_host::engine::{Engine, EngineConfig, LatenessPolicy};
+use iot_host::config::{Cli, Command, HostConfig};
+use iot_host::engine::{Engine, EngineConfig, LatenessPolicy, TenantSetup};
 use iot_host::live::LiveHub;
-use iot_host::pipeline::Pipeline;
-use iot_host::plugin::{LoadedPlugin, PluginHost, PluginLimits};
 use iot_host::publish::{KafkaPublisher, TopicNames};
-use iot_host::runner::{run_observed, RunOptions};
+use iot_host::reload::{watch_tenants, TenantLoader, Updates};
+use iot_host::runner::{run_live, RunOptions};
 use iot_host::source::{KafkaSource, KafkaSourceConfig};
 use iot_host::store::{RedisStore, RedisStoreConfig};
 
@@ -24,14 +19,41 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = HostConfig::from_cli(Cli::parse())?;
-    let pipeline = Arc::new(match &config.pipeline {
-        Some(path) => Pipeline::load(path)?,
-        None => Pipeline::reference(),
-    });
-    let plugin_host = PluginHost::new(PluginLimits::default())?;
-    let plugins = load_plugins(&plugin_host, &config, &pipeline)?;
-    let mut engine = Engine::new(engine_config(&config), pipeline, &plugins)?;
+    let mut cli = Cli::parse();
+    if let Some(Command::Validate(args)) = cli.command.take() {
+        let all_ok = iot_host::validate::validate(&args)?;
+        std::process::exit(if all_ok { 0 } else { 1 });
+    }
+    let config = HostConfig::from_cli(cli)?;
+    let mut loaders = config
+        .tenant_specs()?
+        .into_iter()
+        .map(TenantLoader::new)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut setups = Vec::with_capacity(loaders.len());
+    for loader in &mut loaders {
+        let build = loader.load().map_err(|e| {
+            e.context(format!(
+                "tenant {:?}: its pipeline and plugins do not load",
+                loader.spec.name
+            ))
+        })?;
+        setups.push(TenantSetup {
+            name: loader.spec.name.clone(),
+            sites: loader.spec.sites.clone(),
+            plugin_host: loader.plugin_host().clone(),
+            build,
+        });
+    }
+    let builds = setups.iter().map(|s| s.build.clone()).collect();
+    let mut engine = Engine::with_tenants(engine_config(&config), setups)?;
+    // Hot swap: keep the watcher alive for the whole run.
+    let (_watch, mut updates) = if config.watch {
+        let (watch, updates) = watch_tenants(loaders, builds)?;
+        (Some(watch), updates)
+    } else {
+        (None, Updates::none())
+    };
     let mut store = RedisStore::connect(RedisStoreConfig {
         url: config.redis.clone(),
         key_prefix: config.key_prefix.clone(),
@@ -68,12 +90,13 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    let stats = run_observed(
+    let stats = run_live(
         &mut engine,
         &mut source,
         &mut store,
         &mut publisher,
         &mut live,
+        &mut updates,
         &options,
         shutdown,
     )
@@ -114,23 +137,4 @@ fn topic_names(config: &HostConfig) -> TopicNames {
         dead_letter: config.dead_letter_topic.clone(),
         plugin_errors: config.plugin_errors_topic.clone(),
     }
-}
-
-fn load_plugins(
-    host: &PluginHost,
-    config: &HostConfig,
-    pipeline: &Pipeline,
-) -> anyhow::Result<HashMap<String, LoadedPlugin>> {
-    let mut plugins = HashMap::new();
-    for name in pipeline.plugin_names() {
-        let path = config.plugins.join(format!("{name}.wasm"));
-        let plugin = host.load_file(&path).with_context(|| {
-            format!(
-                "loading plugin {name:?} from {} (build plugins with scripts/build-plugins)",
-                path.display()
-            )
-        })?;
-        plugins.insert(name.to_owned(), plugin);
-    }
-    Ok(plugins)
 }

@@ -1,6 +1,8 @@
 //! What one batch of input produces: samples for RedisTimeSeries, records for the output
 //! topics, new series to create, and the checkpoint that makes the batch durable.
 
+use std::sync::Arc;
+
 use iot_protocol::SeriesName;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +53,9 @@ pub struct Effects {
     pub samples: Vec<StoredSample>,
     pub records: Vec<OutRecord>,
     pub checkpoints: Vec<PartitionCheckpoint>,
+    /// Plugin builds first used in this batch, by SHA-256: the store archives them so a
+    /// restart can finish the windows they wrote (see the swap rules in `engine/tenant.rs`).
+    pub plugin_builds: Vec<(String, Arc<[u8]>)>,
 }
 
 impl Effects {
@@ -59,5 +64,6 @@ impl Effects {
             && self.samples.is_empty()
             && self.records.is_empty()
             && self.checkpoints.is_empty()
+            && self.plugin_builds.is_empty()
     }
 }

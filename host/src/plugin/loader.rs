@@ -76,6 +76,8 @@ impl PluginHost {
             })?;
         let mut inner = Arc::new(Inner {
             name: name.to_owned(),
+            hash: build_hash(bytes),
+            bytes: Arc::from(bytes),
             info: PluginInfo {
                 name: name.to_owned(),
                 state_version: 0,
@@ -110,6 +112,11 @@ impl PluginHost {
 pub(super) struct Inner {
     /// The file stem, for errors and logs.
     pub name: String,
+    /// SHA-256 of the component, hex: names this build (checkpoints, archive, logs).
+    pub hash: String,
+    /// The component itself, kept so the build can be archived next to the checkpoints
+    /// that refer to it.
+    pub bytes: Arc<[u8]>,
     pub info: PluginInfo,
     /// Compiled, linked and type-checked: instantiating is cheap.
     pub pre: AggregationPre<Sandbox>,
@@ -136,6 +143,26 @@ impl LoadedPlugin {
         &self.inner.info
     }
 
+    /// SHA-256 of the component, in hex: two loads of the same bytes are the same build.
+    pub fn hash(&self) -> &str {
+        &self.inner.hash
+    }
+
+    /// The first 12 hex digits of [`hash`](Self::hash), for logs and records.
+    pub fn short_hash(&self) -> &str {
+        &self.inner.hash[..12]
+    }
+
+    /// The component's bytes, as loaded.
+    pub fn bytes(&self) -> &Arc<[u8]> {
+        &self.inner.bytes
+    }
+
+    /// The limits its instances run under.
+    pub fn limits(&self) -> PluginLimits {
+        self.inner.limits
+    }
+
     /// A fresh instance, with its own store and memory, under the host's limits.
     pub fn instantiate(&self) -> Result<PluginInstance, PluginError> {
         PluginInstance::new(self.inner.clone())
@@ -146,7 +173,20 @@ impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedPlugin")
             .field("name", &self.inner.name)
+            .field("hash", &self.short_hash())
             .field("info", &self.inner.info)
             .finish_non_exhaustive()
     }
+}
+
+/// SHA-256 of a component, in lowercase hex.
+pub fn build_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        use std::fmt::Write;
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }

@@ -28,7 +28,7 @@ pub use bindings::{PluginInfo, Sample, Window};
 pub use error::PluginError;
 pub use instance::PluginInstance;
 pub use limits::PluginLimits;
-pub use loader::{LoadedPlugin, PluginHost};
+pub use loader::{build_hash, LoadedPlugin, PluginHost};
 
 #[allow(dead_code)]
 fn assert_thread_safety() {

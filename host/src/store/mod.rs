@@ -16,6 +16,12 @@ pub trait Store: Send {
         partition: i32,
     ) -> impl Future<Output = anyhow::Result<Option<PartitionCheckpoint>>> + Send;
 
+    /// The archived component of a plugin build, by its SHA-256 (see `Effects::plugin_builds`).
+    fn load_plugin_build(
+        &mut self,
+        hash: &str,
+    ) -> impl Future<Output = anyhow::Result<Option<Vec<u8>>>> + Send;
+
     /// Creates the batch's new series, then writes its samples and checkpoints atomically.
     fn commit(&mut self, effects: &Effects) -> impl Future<Output = anyhow::Result<()>> + Send;
 }

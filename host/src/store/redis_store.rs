@@ -9,7 +9,9 @@
 //! sample (the engine does); write one partition's batches in order.
 //!
 //! Partitioning: keys are `<prefix><site>:<sensor>:<kind>`; checkpoints are
-//! `<prefix>_checkpoint:<topic>:<partition>`. Instances of one consumer group share Redis;
+//! `<prefix>_checkpoint:<topic>:<partition>`; plugin builds that checkpoints refer to are
+//! archived (written once, in the transaction of the first batch that uses them) at
+//! `<prefix>_plugin:<sha256>`. Instances of one consumer group share Redis;
 //! each writes only the sites of its own partitions.
 //!
 //! Errors: connection failures are retried with backoff until Redis is back (nothing is
@@ -83,6 +85,10 @@ impl RedisStore {
         )
     }
 
+    pub fn plugin_build_key(&self, hash: &str) -> String {
+        format!("{}_plugin:{hash}", self.config.key_prefix)
+    }
+
     async fn create_series(&mut self, defs: &[SeriesDef]) -> anyhow::Result<()> {
         if defs.is_empty() {
             return Ok(());
@@ -148,6 +154,13 @@ impl RedisStore {
                     .arg(s.value);
             }
         }
+        for (hash, bytes) in &effects.plugin_builds {
+            pipe.cmd("SET")
+                .arg(self.plugin_build_key(hash))
+                .arg(&bytes[..])
+                .arg("NX")
+                .ignore();
+        }
         for checkpoint in &effects.checkpoints {
             let json = serde_json::to_string(checkpoint).context("serialising a checkpoint")?;
             pipe.cmd("SET")
@@ -177,6 +190,16 @@ impl Store for RedisStore {
             })
         })
         .transpose()
+    }
+
+    async fn load_plugin_build(&mut self, hash: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        let key = self.plugin_build_key(hash);
+        retry_query(
+            "read an archived plugin build",
+            &mut self.conn,
+            redis::cmd("GET").arg(&key),
+        )
+        .await
     }
 
     async fn commit(&mut self, effects: &Effects) -> anyhow::Result<()> {
