@@ -246,3 +246,38 @@ pub fn host_binary() -> PathBuf {
     );
     path
 }
+
+/// A plugin component from the fixture workspace `host/tests/fixtures/` (hostile and
+/// swap-test plugins), built once per test binary into `target/test-fixtures`.
+pub fn fixture_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target_dir = repo_root().join("target/test-fixtures");
+        let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(repo_root().join("host/tests/fixtures"))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--target-dir",
+            ])
+            .arg(&target_dir)
+            .output()
+            .expect("cargo runs");
+        assert!(
+            output.status.success(),
+            "building the fixture plugins in host/tests/fixtures failed (is the wasm32-wasip2 \
+             target installed? `rustup target add wasm32-wasip2`):\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        target_dir.join("wasm32-wasip2/release")
+    });
+    let path = dir.join(format!("fixture_{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "fixture plugin {} was not built",
+        path.display()
+    );
+    path
+}

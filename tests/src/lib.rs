@@ -4,12 +4,14 @@
 //!   their versions and hands each test its own topics and key prefix.
 //! - [`topic`]: reading back what was really sent to, or written by, a topic.
 //! - [`harness`]: the real host run in-process over a test's topics; hand-made records.
+//! - [`live_host`]: the real host binary running live, with a deploy folder of its own.
 //! - [`oracle`]: expected stored series computed independently from what was sent.
 //! - [`webdriver`]: headless Chromium for the live page's browser test.
 //! - [`redis_read`]: reading stored series back by label.
 
 pub mod fixture;
 pub mod harness;
+pub mod live_host;
 pub mod oracle;
 pub mod redis_read;
 pub mod topic;

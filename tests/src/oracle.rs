@@ -85,20 +85,13 @@ pub fn expected(readings: &[SentReading]) -> Expected {
     let mut out = Expected::default();
     let mut newest: HashMap<&str, i64> = HashMap::new();
     let mut days: HashMap<&str, BTreeMap<i64, DayInputs>> = HashMap::new();
-    for r in readings {
-        let watermark = newest.get(r.site.as_str()).copied().unwrap_or(i64::MIN);
-        let end = day_end(r.ts_ms);
-        let kind = if end >= watermark {
-            "raw"
-        } else if end + ALLOWED_LATENESS_MS >= watermark {
-            "LateAccepted"
-        } else {
-            "LateRej"
-        };
+    for (r, kind) in readings.iter().zip(classify(readings)) {
         out.put(&r.site, &r.sensor, kind, r.ts_ms, r.value);
         if kind == "LateRej" {
             continue;
         }
+        let end = day_end(r.ts_ms);
+        let watermark = newest.get(r.site.as_str()).copied().unwrap_or(i64::MIN);
         newest.insert(&r.site, watermark.max(r.ts_ms));
         let site_days = days.entry(&r.site).or_default();
         let day = site_days.entry(end).or_default();
@@ -125,6 +118,30 @@ pub fn expected(readings: &[SentReading]) -> Expected {
         }
     }
     out
+}
+
+/// The kind each reading is stored as (`raw`, `LateAccepted` or `LateRej`), by SPEC §3,
+/// with each site's watermark advanced by the readings not rejected.
+pub fn classify(readings: &[SentReading]) -> Vec<&'static str> {
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    readings
+        .iter()
+        .map(|r| {
+            let watermark = newest.get(r.site.as_str()).copied().unwrap_or(i64::MIN);
+            let end = day_end(r.ts_ms);
+            let kind = if end >= watermark {
+                "raw"
+            } else if end + ALLOWED_LATENESS_MS >= watermark {
+                "LateAccepted"
+            } else {
+                "LateRej"
+            };
+            if kind != "LateRej" {
+                newest.insert(&r.site, watermark.max(r.ts_ms));
+            }
+            kind
+        })
+        .collect()
 }
 
 fn is_meter(sensor: &str) -> bool {

@@ -43,7 +43,11 @@ struct GroupContext {
 impl ClientContext for GroupContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is how the source knows it caught up, not a fault.
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        if matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+        ) {
             return;
         }
         tracing::error!("Kafka client error: {error}: {reason}");
@@ -82,6 +86,10 @@ pub struct KafkaSource {
     log: Arc<Mutex<RebalanceLog>>,
     /// Assigned partitions read to their end since their last record.
     at_end: HashSet<i32>,
+    /// The batch being gathered. It lives here, not in `next`'s future, so that a `next`
+    /// dropped half-way (the runner applies a hot swap) loses nothing: the next call
+    /// carries on with it.
+    batch: Vec<SourceRecord>,
 }
 
 impl KafkaSource {
@@ -112,6 +120,7 @@ impl KafkaSource {
             config,
             log,
             at_end: HashSet::new(),
+            batch: Vec::new(),
         })
     }
 
@@ -146,12 +155,12 @@ impl Source for KafkaSource {
             for p in &revoked {
                 self.at_end.remove(p);
             }
+            self.batch.retain(|r| !revoked.contains(&r.partition));
             return Ok(SourceEvent::Revoked(revoked));
         }
-        let mut records = Vec::with_capacity(max.min(4096));
         // Wait for the first record (or an end-of-partition notice), then take what is
         // already there, up to `max`, lingering briefly so batches are worth a round trip.
-        loop {
+        while self.batch.is_empty() {
             let waited =
                 tokio::time::timeout(Duration::from_millis(500), self.consumer.recv()).await;
             match waited {
@@ -164,10 +173,7 @@ impl Source for KafkaSource {
                     }
                     return Ok(SourceEvent::Revoked(self.take_revoked()));
                 }
-                Ok(Ok(message)) => {
-                    push(&mut self.at_end, &mut records, &message);
-                    break;
-                }
+                Ok(Ok(message)) => push(&mut self.at_end, &mut self.batch, &message),
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     self.at_end.insert(p);
                     if self.caught_up() {
@@ -181,10 +187,10 @@ impl Source for KafkaSource {
             }
         }
         let deadline = tokio::time::Instant::now() + self.config.batch_linger;
-        while records.len() < max {
+        while self.batch.len() < max {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => break,
-                Ok(Ok(message)) => push(&mut self.at_end, &mut records, &message),
+                Ok(Ok(message)) => push(&mut self.at_end, &mut self.batch, &message),
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     self.at_end.insert(p);
                     if self.caught_up() {
@@ -197,7 +203,7 @@ impl Source for KafkaSource {
                 }
             }
         }
-        Ok(SourceEvent::Records(records))
+        Ok(SourceEvent::Records(std::mem::take(&mut self.batch)))
     }
 
     async fn commit(&mut self, next_offsets: &[(i32, i64)]) -> anyhow::Result<()> {

@@ -23,7 +23,8 @@ pub enum SourceEvent {
 }
 
 pub trait Source: Send {
-    /// Waits for at most `max` records (or another event).
+    /// Waits for at most `max` records (or another event). Must be cancel-safe: the runner
+    /// drops a pending `next` to apply a hot swap, and no record may be lost by that.
     fn next(&mut self, max: usize) -> impl Future<Output = anyhow::Result<SourceEvent>> + Send;
 
     /// Records that everything below these offsets (partition, next offset) is durable.

@@ -1,0 +1,516 @@
+//! Hot swap on a running host under continuous load (SPEC §6): new plugin builds and
+//! pipeline edits are deployed into the host's folders while the simulator publishes, and
+//! what ends up in RedisTimeSeries is checked against the oracle, reading by reading.
+//!
+//! The swap fixtures finish a window with a marker added to the true value: `sum-marked-v1`
+//! (same accumulator as `sum`, state version 1) adds 1e6, `sum-marked-v2` (another layout,
+//! state version 2) adds 2e6. A stored daily value is therefore the oracle's exact value plus
+//! the marker of the build that finished it: a reading lost or counted twice across the swap
+//! would show as any other difference.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iot_simulator::{publish, Pace, PublishConfig, PublishReport, SimConfig};
+use system_tests::fixture::{fixture_plugin, TestScope};
+use system_tests::harness::SystemTopics;
+use system_tests::live_host::{
+    progress, wait_until_stored, HostFiles, LiveHost, REFERENCE_PIPELINE,
+};
+use system_tests::oracle::{self, Expected, SentReading, SeriesValues};
+use system_tests::redis_read;
+use system_tests::topic::read_all;
+
+/// 2020-01-01T00:00:00Z.
+const RUN_START_MS: i64 = 1_577_836_800_000;
+const PARTITIONS: i32 = 3;
+/// Outputs the reference pipeline computes with `sum`.
+const SUM_OUTPUTS: [&str; 5] = ["HVAC1", "HVAC2", "MiAC1", "MiAC2", "W1"];
+const MARK_V1: f64 = 1_000_000.0;
+const MARK_V2: f64 = 2_000_000.0;
+/// Small batches: many batch boundaries, so a swap lands between two of them mid-stream.
+const HOST_BATCH: &str = "50";
+/// Paced publishing: about five seconds of continuous load for a 2-site, 8-day run.
+const STEPS_PER_SECOND: f64 = 150.0;
+const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Key = (String, String, String);
+
+fn fleet(scope: &TestScope, days: u32) -> SimConfig {
+    SimConfig {
+        sites: 2,
+        seed: 5,
+        start_ms: RUN_START_MS,
+        days: Some(days),
+        site_prefix: format!("{}-s", scope.id),
+    }
+}
+
+/// Starts publishing `days` days at a steady pace; the task ends when all are acknowledged.
+fn publish_paced(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    days: u32,
+) -> tokio::task::JoinHandle<PublishReport> {
+    let mut config = PublishConfig::fast(
+        &scope.services.kafka_bootstrap,
+        &topics.readings,
+        fleet(scope, days),
+    );
+    config.pace = Pace::RealTime {
+        steps_per_second: STEPS_PER_SECOND,
+    };
+    tokio::spawn(async move {
+        let report = publish(config, Arc::new(AtomicBool::new(false)))
+            .await
+            .expect("the simulator ran");
+        assert!(report.failure.is_none(), "{:?}", report.failure);
+        report
+    })
+}
+
+/// Waits for the publisher to end, then for the host to store every record it sent;
+/// returns what was sent, read back from the topic.
+async fn store_all(
+    host: &mut LiveHost,
+    conn: &mut redis::aio::MultiplexedConnection,
+    scope: &TestScope,
+    topics: &SystemTopics,
+    publisher: tokio::task::JoinHandle<PublishReport>,
+) -> Vec<SentReading> {
+    publisher.await.expect("the publisher ran");
+    let sent = sent(scope, topics);
+    wait_until_stored(host, conn, scope, topics, PARTITIONS, sent.len() as i64).await;
+    sent
+}
+
+fn sent(scope: &TestScope, topics: &SystemTopics) -> Vec<SentReading> {
+    read_all(&scope.services.kafka_bootstrap, &topics.readings)
+        .iter()
+        .map(|r| oracle::sent_reading(r).expect("the simulator sends JSON readings"))
+        .collect()
+}
+
+/// Waits until the host has stored at least `share` of what was published so far, so the
+/// swap that follows lands mid-stream.
+async fn wait_for_some_progress(
+    conn: &mut redis::aio::MultiplexedConnection,
+    scope: &TestScope,
+    topics: &SystemTopics,
+    at_least: i64,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while progress(conn, scope, &topics.readings, PARTITIONS).await < at_least {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host stored nothing in a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every series in `expected` except `skip` is stored exactly.
+fn assert_exact_except(
+    expected: &Expected,
+    stored: &BTreeMap<Key, SeriesValues>,
+    skip: impl Fn(&Key) -> bool,
+) {
+    let differing: Vec<&Key> = expected
+        .series
+        .iter()
+        .filter(|(k, _)| !skip(k))
+        .filter(|(k, v)| stored.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    if let Some(first) = differing
+        .iter()
+        .find(|k| k.2 == "raw")
+        .or(differing.first())
+    {
+        let want = &expected.series[*first];
+        let got = stored.get(*first).cloned().unwrap_or_default();
+        let diff = want.iter().find(|(d, v)| got.get(d) != Some(v));
+        panic!(
+            "{} series differ from the oracle: {differing:?}; the first has {} values stored, {} expected; first difference {diff:?}, stored {:?}",
+            differing.len(),
+            got.len(),
+            want.len(),
+            diff.and_then(|(d, _)| got.get(d))
+        );
+    }
+}
+
+/// For each day of a series: the stored value minus the oracle's, which must be one of
+/// `marks` exactly. Returns the marks in day order.
+fn marks_by_day(
+    expected: &SeriesValues,
+    stored: &SeriesValues,
+    marks: &[f64],
+    what: &Key,
+) -> Vec<f64> {
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        stored.keys().collect::<Vec<_>>(),
+        "{what:?}: the days stored are not the days the oracle expects"
+    );
+    expected
+        .iter()
+        .map(|(day, &value)| {
+            let got = stored[day];
+            *marks
+                .iter()
+                .find(|&&m| value + m == got)
+                .unwrap_or_else(|| panic!("{what:?} day {day}: stored {got}, oracle {value}: no build finishes it that way (marks {marks:?})"))
+        })
+        .collect()
+}
+
+fn is_sum_output(k: &Key) -> bool {
+    k.2 == "AggDay" && SUM_OUTPUTS.contains(&k.1.as_str())
+}
+
+/// The rest outputs are computed from the sum outputs' values, markers included.
+fn is_rest_output(k: &Key) -> bool {
+    k.2 == "AggDayRest"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_with_the_same_state_version_carries_open_windows_over_under_load() {
+    let mut scope = TestScope::new("swap_same_state");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let files = HostFiles::reference(&scope);
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let plugins = files.plugins();
+    let pipeline = files.pipeline();
+    let mut host = LiveHost::start(
+        &scope,
+        &topics,
+        &log,
+        &[
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--batch-size",
+            HOST_BATCH,
+        ],
+    );
+    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
+        .await;
+    let mut conn = scope.redis_conn().await;
+    let publisher = publish_paced(&scope, &topics, 8);
+    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
+
+    files.deploy("sum", &fixture_plugin("sum-marked-v1"));
+    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
+        .await;
+    assert!(
+        !publisher.is_finished(),
+        "the swap landed after the load ended: publish more slowly"
+    );
+    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
+    host.stop().await;
+
+    let expected = oracle::expected(&sent);
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    assert_exact_except(&expected, &stored, |k| {
+        is_sum_output(k) || is_rest_output(k)
+    });
+    let mut before_and_after = (0, 0);
+    for (key, values) in expected.series.iter().filter(|(k, _)| is_sum_output(k)) {
+        for mark in marks_by_day(values, &stored[key], &[0.0, MARK_V1], key) {
+            if mark == 0.0 {
+                before_and_after.0 += 1
+            } else {
+                before_and_after.1 += 1
+            }
+        }
+    }
+    assert!(
+        before_and_after.0 > 0 && before_and_after.1 > 0,
+        "both builds finished days (old, new): {before_and_after:?}"
+    );
+    let _ = std::fs::remove_file(&log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_with_a_new_state_version_finishes_open_windows_on_the_old_build_even_across_a_crash()
+{
+    let mut scope = TestScope::new("swap_new_state");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let files = HostFiles::reference(&scope);
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let plugins = files.plugins();
+    let pipeline = files.pipeline();
+    let args = [
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--pipeline",
+        pipeline.to_str().unwrap(),
+        "--batch-size",
+        HOST_BATCH,
+    ];
+    let mut host = LiveHost::start(&scope, &topics, &log, &args);
+    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
+        .await;
+    let mut conn = scope.redis_conn().await;
+    let publisher = publish_paced(&scope, &topics, 8);
+    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
+
+    files.deploy("sum", &fixture_plugin("sum-marked-v2"));
+    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
+        .await;
+    // Crash while windows of the old build are still open: the restart must find that
+    // build in the archive to finish them.
+    let at_swap = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
+    wait_for_some_progress(&mut conn, &scope, &topics, at_swap + 300).await;
+    host.kill();
+    assert!(
+        !publisher.is_finished(),
+        "the crash came after the load ended: publish more slowly"
+    );
+    let mut host = LiveHost::start(&scope, &topics, &log, &args);
+    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
+    host.stop().await;
+    assert_eq!(
+        host_log_count(&log, "not in the archive"),
+        0,
+        "every build was archived"
+    );
+
+    let expected = oracle::expected(&sent);
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    assert_exact_except(&expected, &stored, |k| {
+        is_sum_output(k) || is_rest_output(k)
+    });
+    let mut old_days = 0;
+    for (key, values) in expected.series.iter().filter(|(k, _)| is_sum_output(k)) {
+        let marks = marks_by_day(values, &stored[key], &[0.0, MARK_V2], key);
+        // Windows opened before the swap are finished by the old build, later ones by the
+        // new build: per series, a run of old days then a run of new days.
+        let first_new = marks
+            .iter()
+            .position(|&m| m == MARK_V2)
+            .unwrap_or(marks.len());
+        assert!(
+            marks[first_new..].iter().all(|&m| m == MARK_V2),
+            "{key:?}: an old-build day after a new-build day: {marks:?}"
+        );
+        assert!(
+            first_new < marks.len(),
+            "{key:?}: the new build finished no day"
+        );
+        old_days += first_new;
+    }
+    assert!(old_days > 0, "the old build finished no day");
+    let _ = std::fs::remove_file(&log);
+}
+
+fn host_log_count(log: &std::path::Path, needle: &str) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// The reference pipeline with `TH1sum` added, `TH2:AggDay` removed and `W1:AggDay`
+/// redefined (mean instead of sum).
+fn edited_pipeline() -> String {
+    let mut text = String::new();
+    for block in REFERENCE_PIPELINE.split("\n[[output]]\n").skip(1) {
+        let block = block.trim();
+        if block.starts_with("name = \"TH2\"") && block.contains("kind = \"AggDay\"") {
+            continue;
+        }
+        let block = if block.starts_with("name = \"W1\"") && block.contains("kind = \"AggDay\"") {
+            block.replace("plugin = \"sum\"", "plugin = \"mean\"")
+        } else {
+            block.to_owned()
+        };
+        text.push_str("[[output]]\n");
+        text.push_str(&block);
+        text.push_str("\n\n");
+    }
+    text.push_str("[[output]]\nname = \"TH1sum\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"TH1\"]\nunit = \"degC\"\n");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_edits_add_remove_and_redefine_outputs_live() {
+    let mut scope = TestScope::new("pipeline_edits");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let files = HostFiles::reference(&scope);
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let plugins = files.plugins();
+    let pipeline = files.pipeline();
+    let mut host = LiveHost::start(
+        &scope,
+        &topics,
+        &log,
+        &[
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--batch-size",
+            HOST_BATCH,
+        ],
+    );
+    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
+        .await;
+    let mut conn = scope.redis_conn().await;
+    let publisher = publish_paced(&scope, &topics, 8);
+    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
+
+    files.write_pipeline(&edited_pipeline());
+    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
+        .await;
+    assert!(
+        !publisher.is_finished(),
+        "the edit landed after the load ended: publish more slowly"
+    );
+    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
+    host.stop().await;
+
+    let expected = oracle::expected(&sent);
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    let touched = |k: &Key| {
+        (k.2 == "AggDay" && ["TH2", "W1", "TH1sum"].contains(&k.1.as_str()))
+            || (k.1 == "Wtot" && k.2 == "AggDayRest") // computed from W1:AggDay
+    };
+    // Unchanged outputs kept their windows across the edit: exact.
+    assert_exact_except(&expected, &stored, touched);
+
+    for site in sites(&expected) {
+        let key = |sensor: &str| (site.clone(), sensor.to_owned(), "AggDay".to_owned());
+        // Removed: the days before the edit, exact; none after.
+        let th2_expected = &expected.series[&key("TH2")];
+        let th2 = stored.get(&key("TH2")).cloned().unwrap_or_default();
+        assert!(
+            !th2.is_empty() && th2.len() < th2_expected.len(),
+            "{site}: TH2 stops at the edit: {} of {} days",
+            th2.len(),
+            th2_expected.len()
+        );
+        assert_prefix_of(&th2, th2_expected, &format!("{site} TH2:AggDay"));
+
+        // Added: the days that start after the edit, each exact.
+        let th1sum_expected = daily_sums(&sent, &site, "TH1", &expected.series[&key("TH1")]);
+        let th1sum = stored.get(&key("TH1sum")).cloned().unwrap_or_default();
+        assert!(
+            !th1sum.is_empty() && th1sum.len() < th1sum_expected.len(),
+            "{site}: TH1sum starts after the edit: {} of {} days",
+            th1sum.len(),
+            th1sum_expected.len()
+        );
+        assert_suffix_of(&th1sum, &th1sum_expected, &format!("{site} TH1sum:AggDay"));
+
+        // Redefined: sums before the edit, means of the days that start after it; the day
+        // open at the edit keeps the old definition's value if it had one, else has none.
+        let w1 = &stored[&key("W1")];
+        let w1_sums = &expected.series[&key("W1")];
+        let w1_means = daily_means(&sent, &site, "W1", w1_sums);
+        let first_mean = w1
+            .iter()
+            .position(|(d, v)| w1_means.get(d) == Some(v) && w1_sums.get(d) != Some(v));
+        let first_mean =
+            first_mean.unwrap_or_else(|| panic!("{site}: W1 never computed as a mean: {w1:?}"));
+        let w1_values = day_values(&sent, &site, "W1", w1_sums);
+        for (i, (day, value)) in w1.iter().enumerate() {
+            if i < first_mean {
+                // A day emitted before the edit keeps the old definition's value: the sum
+                // of the readings that had arrived by then (a late reading after the edit
+                // no longer updates it).
+                let partial_sums: Vec<f64> = w1_values[day]
+                    .iter()
+                    .scan(0.0, |total, v| {
+                        *total += v;
+                        Some(*total)
+                    })
+                    .collect();
+                assert!(
+                    partial_sums.contains(value),
+                    "{site} W1:AggDay day {day} (#{i}): {value} is no running sum of its readings {:?}",
+                    w1_values[day]
+                );
+            } else {
+                assert_eq!(
+                    Some(value),
+                    w1_means.get(day),
+                    "{site} W1:AggDay day {day} (#{i}, means from #{first_mean})"
+                );
+            }
+        }
+        assert!(
+            w1.len() + 1 >= w1_sums.len(),
+            "{site}: W1 lost more than the day open at the edit"
+        );
+    }
+    let _ = std::fs::remove_file(&log);
+}
+
+fn sites(expected: &Expected) -> Vec<String> {
+    let mut sites: Vec<String> = expected.series.keys().map(|k| k.0.clone()).collect();
+    sites.dedup();
+    sites
+}
+
+fn assert_prefix_of(got: &SeriesValues, all: &SeriesValues, what: &str) {
+    let want: SeriesValues = all.iter().take(got.len()).map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(got, &want, "{what}: not the first days of the oracle's");
+}
+
+fn assert_suffix_of(got: &SeriesValues, all: &SeriesValues, what: &str) {
+    let want: SeriesValues = all
+        .iter()
+        .skip(all.len() - got.len())
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    assert_eq!(got, &want, "{what}: not the last days of the oracle's");
+}
+
+/// Accepted (not rejected) readings of one sensor of one site, per day, in arrival order,
+/// for the days the oracle emitted (`days`).
+fn day_values(
+    sent: &[SentReading],
+    site: &str,
+    sensor: &str,
+    days: &SeriesValues,
+) -> BTreeMap<i64, Vec<f64>> {
+    let mut by_day: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+    let kinds = oracle::classify(sent);
+    let accepted = sent
+        .iter()
+        .zip(kinds)
+        .filter(|(_, k)| *k != "LateRej")
+        .map(|(r, _)| r);
+    for r in accepted.filter(|r| r.site == site && r.sensor == sensor) {
+        let day = oracle::day_end(r.ts_ms);
+        if days.contains_key(&day) {
+            by_day.entry(day).or_default().push(r.value);
+        }
+    }
+    by_day
+}
+
+fn daily_sums(sent: &[SentReading], site: &str, sensor: &str, days: &SeriesValues) -> SeriesValues {
+    day_values(sent, site, sensor, days)
+        .into_iter()
+        .map(|(d, v)| (d, v.iter().fold(0.0, |a, b| a + b)))
+        .collect()
+}
+
+fn daily_means(
+    sent: &[SentReading],
+    site: &str,
+    sensor: &str,
+    days: &SeriesValues,
+) -> SeriesValues {
+    day_values(sent, site, sensor, days)
+        .into_iter()
+        .map(|(d, v)| (d, v.iter().fold(0.0, |a, b| a + b) / v.len() as f64))
+        .collect()
+}
