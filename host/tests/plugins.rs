@@ -25,7 +25,15 @@ const DAY: Window = Window {
 /// Readings whose floating-point sum depends on the order of the additions (left to right:
 /// 359.72; right to left: 359.71999999999997).
 const VALUES: [f64; 7] = [13.44, 84.74, 76.38, 25.51, 49.54, 44.95, 65.16];
-const PLUGINS: [&str; 5] = ["sum", "mean", "count", "daily-diff", "rest"];
+const PLUGINS: [&str; 7] = [
+    "sum",
+    "mean",
+    "count",
+    "daily-diff",
+    "rest",
+    "max",
+    "night-count",
+];
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -218,7 +226,7 @@ fn meter(ts_ms: i64, value: f64) -> Sample {
 #[test]
 fn daily_diff_asks_for_the_reading_at_the_window_start() {
     assert!(load("daily-diff").info().includes_window_start);
-    for other in ["sum", "mean", "count", "rest"] {
+    for other in ["sum", "mean", "count", "rest", "max", "night-count"] {
         assert!(!load(other).info().includes_window_start, "{other}");
     }
 }
@@ -353,6 +361,212 @@ fn rest_refuses_a_sample_for_an_undeclared_input() {
         .fold(&mut state, DAY, &day_values(&[(2, 1.0)]))
         .unwrap_err();
     assert!(err.to_string().contains("input 2"), "{err}");
+}
+
+// --- max --------------------------------------------------------------------------------
+
+#[test]
+fn max_is_the_largest_value_of_the_day() {
+    let largest = VALUES.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(largest, 84.74);
+    assert_eq!(fold_batches("max", 1, &[readings(&VALUES)]), Some(largest));
+}
+
+#[test]
+fn max_folded_in_batches_equals_max_in_one() {
+    let (first, second) = VALUES.split_at(1); // the largest value comes in the second batch
+    assert_eq!(
+        fold_batches("max", 1, &[readings(first), vec![], readings(second)]),
+        Some(84.74)
+    );
+}
+
+#[test]
+fn max_of_negative_values_is_the_one_closest_to_zero() {
+    const COLD: [f64; 4] = [-12.5, -3.25, -7.0, -20.0];
+    assert_eq!(fold_batches("max", 1, &[readings(&COLD)]), Some(-3.25));
+}
+
+#[test]
+fn max_of_no_sample_is_no_value() {
+    assert_eq!(fold_batches("max", 1, &[]), None);
+    assert_eq!(fold_batches("max", 1, &[vec![]]), None);
+}
+
+// --- night-count --------------------------------------------------------------------------
+
+const HOUR_MS: i64 = 3_600_000;
+const MINUTE_MS: i64 = 60_000;
+
+/// A motion event (value 1) at `ts_ms`.
+fn motion(ts_ms: i64) -> Sample {
+    Sample {
+        input: 0,
+        ts_ms,
+        value: 1.0,
+    }
+}
+
+/// A motion event at `hours:minutes` UTC of the test day.
+fn motion_at(hours: i64, minutes: i64) -> Sample {
+    motion(DAY.start_ms + hours * HOUR_MS + minutes * MINUTE_MS)
+}
+
+fn reading_at(hours: i64, minutes: i64, value: f64) -> Sample {
+    Sample {
+        value,
+        ..motion_at(hours, minutes)
+    }
+}
+
+fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// init with `params`, fold each batch, finish.
+fn night_count(params: &[(String, String)], batches: &[Vec<Sample>]) -> Option<f64> {
+    let mut instance = load("night-count").instantiate().unwrap();
+    let mut state = instance.init(params, 1, DAY).unwrap();
+    for batch in batches {
+        instance.fold(&mut state, DAY, batch).unwrap();
+    }
+    instance.finish(&state, DAY).unwrap()
+}
+
+#[test]
+fn night_count_counts_motion_from_two_to_six_by_default() {
+    let inside = [motion_at(2, 30), motion_at(3, 0), motion_at(5, 59)];
+    let outside = [
+        motion_at(0, 15),
+        motion_at(1, 59),
+        motion_at(12, 0),
+        motion_at(23, 45),
+    ];
+    let batch: Vec<Sample> = outside.iter().chain(&inside).copied().collect();
+    assert_eq!(night_count(&[], &[batch]), Some(inside.len() as f64));
+}
+
+#[test]
+fn night_count_range_includes_its_start_and_excludes_its_end() {
+    let from = DAY.start_ms + 2 * HOUR_MS;
+    let to = DAY.start_ms + 6 * HOUR_MS;
+    assert_eq!(night_count(&[], &[vec![motion(from)]]), Some(1.0));
+    assert_eq!(night_count(&[], &[vec![motion(to - 1)]]), Some(1.0));
+    assert_eq!(night_count(&[], &[vec![motion(to)]]), Some(0.0));
+    assert_eq!(night_count(&[], &[vec![motion(from - 1)]]), Some(0.0));
+}
+
+#[test]
+fn night_count_ignores_samples_whose_value_is_zero() {
+    let batch = vec![
+        motion_at(3, 0),
+        reading_at(3, 15, 0.0),
+        reading_at(4, 0, -0.0),
+        reading_at(4, 30, 2.0),
+    ];
+    assert_eq!(night_count(&[], &[batch]), Some(2.0));
+}
+
+#[test]
+fn night_count_uses_the_time_of_day_of_the_timestamp_in_utc() {
+    // The window does not matter, only ts_ms modulo one day: 03:00 of the next day and of
+    // a day before 1970 are inside the range too.
+    let next_day = motion(DAY.end_ms + 3 * HOUR_MS);
+    let before_1970 = motion(-10 * DAY_MS + 3 * HOUR_MS);
+    let before_1970_at_noon = motion(-10 * DAY_MS + 12 * HOUR_MS);
+    assert_eq!(
+        night_count(&[], &[vec![next_day, before_1970, before_1970_at_noon]]),
+        Some(2.0)
+    );
+}
+
+#[test]
+fn night_count_with_samples_but_none_in_the_range_is_zero() {
+    let batch = vec![motion_at(8, 0), motion_at(13, 45), motion_at(22, 10)];
+    assert_eq!(night_count(&[], &[batch]), Some(0.0));
+}
+
+#[test]
+fn night_count_of_no_sample_is_no_value() {
+    assert_eq!(night_count(&[], &[]), None);
+    assert_eq!(night_count(&[], &[vec![]]), None);
+}
+
+#[test]
+fn night_count_folded_in_batches_equals_night_count_in_one() {
+    let batches = [
+        vec![motion_at(2, 0), motion_at(7, 0)],
+        vec![],
+        vec![motion_at(5, 0), motion_at(6, 0), motion_at(3, 30)],
+    ];
+    assert_eq!(night_count(&[], &batches), Some(3.0));
+}
+
+#[test]
+fn night_count_takes_its_range_from_the_params() {
+    let evening = params(&[("from", "18:30"), ("to", "21:00")]);
+    let batch = vec![
+        motion_at(18, 29),
+        motion_at(18, 30),
+        motion_at(20, 59),
+        motion_at(21, 0),
+        motion_at(3, 0),
+    ];
+    assert_eq!(night_count(&evening, &[batch]), Some(2.0));
+
+    // Only one of them given: the other keeps its default (to = 06:00).
+    let from_midnight = params(&[("from", "00:00")]);
+    let batch = vec![
+        motion_at(0, 0),
+        motion_at(1, 0),
+        motion_at(5, 59),
+        motion_at(6, 0),
+    ];
+    assert_eq!(night_count(&from_midnight, &[batch]), Some(3.0));
+}
+
+#[test]
+fn night_count_range_from_late_evening_to_morning_wraps_past_midnight() {
+    let night = params(&[("to", "06:00"), ("from", "22:00")]);
+    let batch = vec![
+        motion_at(21, 59),
+        motion_at(22, 0),
+        motion_at(23, 45),
+        motion_at(0, 0),
+        motion_at(5, 59),
+        motion_at(6, 0),
+        motion_at(12, 0),
+    ];
+    assert_eq!(night_count(&night, &[batch]), Some(4.0));
+}
+
+#[test]
+fn night_count_refuses_invalid_params_with_a_clear_error() {
+    let cases: [(&[(&str, &str)], &str); 7] = [
+        (&[("from", "2:00")], "\"2:00\""),
+        (&[("from", "24:00")], "\"24:00\""),
+        (&[("to", "06:60")], "\"06:60\""),
+        (&[("to", "six")], "\"six\""),
+        (&[("from", "02:00:00")], "\"02:00:00\""),
+        (&[("from", "04:00"), ("to", "04:00")], "same time"),
+        (&[("form", "02:00")], "unknown parameter \"form\""),
+    ];
+    let mut instance = load("night-count").instantiate().unwrap();
+    for (bad, expected) in cases {
+        let err = instance.init(&params(bad), 1, DAY).unwrap_err();
+        assert!(
+            matches!(err, PluginError::Returned { .. }),
+            "{bad:?}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("night-count") && text.contains(expected),
+            "{bad:?}: {text}"
+        );
+    }
 }
 
 // --- every plugin -------------------------------------------------------------------------
@@ -599,6 +813,93 @@ fn an_error_the_plugin_returns_names_the_plugin_and_the_call() {
         "{text}"
     );
     assert_recovers(&mut instance);
+}
+
+// --- WIT version and state compatibility, with fixture builds -----------------------------
+
+#[test]
+fn a_plugin_built_against_another_wit_version_is_refused_at_load_naming_the_interface() {
+    let host = PluginHost::new(TEST_LIMITS).unwrap();
+    let err = host.load_file(&fixture("wrong-wit-version")).unwrap_err();
+    assert!(
+        matches!(err, PluginError::WrongInterface { .. }),
+        "expected a wrong interface, got: {err}"
+    );
+    assert!(
+        err.to_string().contains("iot:aggregation/fold@1.0.0"),
+        "{err}"
+    );
+}
+
+fn fixture_plugin(name: &str) -> LoadedPlugin {
+    static HOST: OnceLock<PluginHost> = OnceLock::new();
+    static CACHE: OnceLock<Mutex<HashMap<String, LoadedPlugin>>> = OnceLock::new();
+    let host = HOST.get_or_init(|| PluginHost::new(PluginLimits::default()).unwrap());
+    load_with(host, CACHE.get_or_init(Default::default), &fixture(name))
+}
+
+#[test]
+fn sum_marked_v1_finishes_an_accumulator_of_the_real_sum_to_the_sum_plus_a_million() {
+    const MARK_V1: f64 = 1_000_000.0;
+    let day = readings(&VALUES);
+    let (before_swap, after_swap) = day.split_at(3);
+    let mut sum = load("sum").instantiate().unwrap();
+    let mut state = sum.init(&[], 1, DAY).unwrap();
+    sum.fold(&mut state, DAY, before_swap).unwrap();
+
+    let marked = fixture_plugin("sum-marked-v1");
+    assert_eq!(marked.info().name, "sum-marked-v1");
+    assert_eq!(marked.info().state_version, 1);
+    assert_eq!(load("sum").info().state_version, 1);
+    let mut marked = marked.instantiate().unwrap();
+    marked.fold(&mut state, DAY, after_swap).unwrap();
+    assert_eq!(
+        marked.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES) + MARK_V1)
+    );
+
+    // Byte for byte the same accumulator: either build can carry on from the other.
+    let mut by_sum = sum.init(&[], 1, DAY).unwrap();
+    sum.fold(&mut by_sum, DAY, &day).unwrap();
+    let mut by_marked = marked.init(&[], 1, DAY).unwrap();
+    marked.fold(&mut by_marked, DAY, &day).unwrap();
+    assert_eq!(by_marked, by_sum);
+    assert_eq!(by_sum.len(), 16);
+    let empty = marked.init(&[], 1, DAY).unwrap();
+    assert_eq!(marked.finish(&empty, DAY).unwrap(), None);
+}
+
+#[test]
+fn sum_marked_v2_declares_state_version_2_and_sums_in_order_plus_two_million() {
+    const MARK_V2: f64 = 2_000_000.0;
+    let plugin = fixture_plugin("sum-marked-v2");
+    assert_eq!(plugin.info().name, "sum-marked-v2");
+    assert_eq!(plugin.info().state_version, 2);
+    assert_ne!(
+        plugin.info().state_version,
+        load("sum").info().state_version
+    );
+    let mut instance = plugin.instantiate().unwrap();
+    let (first, second) = VALUES.split_at(4);
+    let mut state = instance.init(&[], 1, DAY).unwrap();
+    instance.fold(&mut state, DAY, &readings(first)).unwrap();
+    instance.fold(&mut state, DAY, &readings(second)).unwrap();
+    assert_eq!(
+        instance.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES) + MARK_V2)
+    );
+    let empty = instance.init(&[], 1, DAY).unwrap();
+    assert_eq!(instance.finish(&empty, DAY).unwrap(), None);
+}
+
+#[test]
+fn sum_marked_v2_refuses_an_accumulator_of_the_real_sum() {
+    let mut sum = load("sum").instantiate().unwrap();
+    let mut state = sum.init(&[], 1, DAY).unwrap();
+    sum.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
+    let mut v2 = fixture_plugin("sum-marked-v2").instantiate().unwrap();
+    let err = v2.finish(&state, DAY).unwrap_err();
+    assert!(matches!(err, PluginError::Returned { .. }), "{err}");
 }
 
 #[test]
