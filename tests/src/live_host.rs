@@ -138,6 +138,11 @@ impl LiveHost {
         }
     }
 
+    /// Waits for the host to exit by itself (`--exit-when-caught-up`).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("waiting for the host")
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         let _ = self.child.kill();
