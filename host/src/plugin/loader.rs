@@ -60,9 +60,16 @@ impl PluginHost {
             }
         })?;
         let linker = sandbox::linker_for::<Sandbox>(name, &self.engine, &component)?;
+        // Say what the component does export: a plugin built against another version of
+        // the WIT shows up as `iot:aggregation/fold@<other version>`.
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(export, _)| export.to_owned())
+            .collect();
         let wrong = |e: wasmtime::Error| PluginError::WrongInterface {
             plugin: name.to_owned(),
-            detail: format!("{e:#}"),
+            detail: format!("{e:#}; it exports: {}", exports.join(", ")),
         };
         let pre: InstancePre<Sandbox> = linker.instantiate_pre(&component).map_err(wrong)?;
         let pre = AggregationPre::new(pre).map_err(wrong)?;

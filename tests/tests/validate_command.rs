@@ -1,0 +1,110 @@
+//! `iot-host validate`, the check a plugin author runs before deploying: it passes the
+//! shipped plugins, and refuses each hostile fixture with the reason and a non-zero exit.
+
+use std::process::{Command, Output};
+
+use system_tests::fixture::{fixture_plugin, host_binary, plugin_dir};
+
+fn validate(args: &[&str], files: &[std::path::PathBuf]) -> Output {
+    Command::new(host_binary())
+        .arg("validate")
+        .args(args)
+        .args(files)
+        .output()
+        .expect("the host binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn validate_passes_every_shipped_plugin_and_prints_its_info() {
+    let names = [
+        "sum",
+        "mean",
+        "count",
+        "daily-diff",
+        "rest",
+        "max",
+        "night-count",
+    ];
+    let files: Vec<_> = names
+        .iter()
+        .map(|n| plugin_dir().join(format!("{n}.wasm")))
+        .collect();
+    let output = validate(&[], &files);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in names {
+        assert!(
+            text.contains(&format!("name {name:?}")),
+            "{name} is reported: {text}"
+        );
+    }
+    assert_eq!(text.matches("ok   ").count(), names.len(), "{text}");
+    // The probe window folds 1, 2, …, 96: sum reports their total.
+    let sum_line = text
+        .lines()
+        .skip_while(|l| !l.ends_with("sum.wasm"))
+        .nth(3)
+        .unwrap_or_default();
+    assert!(
+        sum_line.contains(&format!(": {} in", 96 * 97 / 2)),
+        "{sum_line}"
+    );
+}
+
+#[test]
+fn validate_refuses_a_plugin_built_against_another_wit_version_naming_both_versions() {
+    let output = validate(&[], &[fixture_plugin("wrong-wit-version")]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(text.contains("iot:aggregation/fold@1.0.0"), "{text}");
+    assert!(
+        text.contains("it exports: iot:aggregation/fold@2.0.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn validate_refuses_a_capability_import_by_name() {
+    let output = validate(&[], &[fixture_plugin("clock-reader")]);
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("wasi:clocks"), "{text}");
+}
+
+#[test]
+fn validate_runs_the_probe_under_the_limits_given() {
+    let looping = validate(
+        &["--fuel-per-call", "100000", "--param", "mode=loop"],
+        &[fixture_plugin("misbehaving")],
+    );
+    assert_eq!(looping.status.code(), Some(1));
+    assert!(
+        stdout(&looping).contains("ran out of fuel (100000 per call)"),
+        "{}",
+        stdout(&looping)
+    );
+
+    let growing = validate(
+        &["--max-memory-mib", "4", "--param", "mode=grow"],
+        &[fixture_plugin("misbehaving")],
+    );
+    assert_eq!(growing.status.code(), Some(1));
+    assert!(
+        stdout(&growing).contains("ran out of memory"),
+        "{}",
+        stdout(&growing)
+    );
+
+    let nan = validate(&["--param", "mode=nan"], &[fixture_plugin("misbehaving")]);
+    assert_eq!(nan.status.code(), Some(1));
+    assert!(stdout(&nan).contains("non-finite"), "{}", stdout(&nan));
+}
