@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iot_simulator::{publish, Pace, PublishConfig, PublishReport, SimConfig};
-use system_tests::fixture::{fixture_plugin, TestScope};
+use system_tests::fixture::{fixture_plugin, plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::{
     progress, wait_until_stored, HostFiles, LiveHost, REFERENCE_PIPELINE,
@@ -513,4 +513,99 @@ fn daily_means(
         .into_iter()
         .map(|(d, v)| (d, v.iter().fold(0.0, |a, b| a + b) / v.len() as f64))
         .collect()
+}
+
+/// The plugin author's path of `plugins/README.md`: copy new plugins into the running host's
+/// folder, add outputs to its pipeline file, and see them in Redis, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_plugin_deployed_by_copying_is_seen_in_redis_without_a_restart() {
+    const NIGHT_FROM_MS: i64 = 2 * 3_600_000;
+    const NIGHT_TO_MS: i64 = 6 * 3_600_000;
+    let mut scope = TestScope::new("new_plugin");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let files = HostFiles::reference(&scope);
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let plugins = files.plugins();
+    let pipeline = files.pipeline();
+    let mut host = LiveHost::start(
+        &scope,
+        &topics,
+        &log,
+        &[
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--batch-size",
+            HOST_BATCH,
+        ],
+    );
+    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
+        .await;
+    let mut conn = scope.redis_conn().await;
+    let publisher = publish_paced(&scope, &topics, 8);
+    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
+
+    files.deploy("max", &plugin_dir().join("max.wasm"));
+    files.deploy("night-count", &plugin_dir().join("night-count.wasm"));
+    files.write_pipeline(&format!(
+        "{REFERENCE_PIPELINE}\n[[output]]\nname = \"TH1max\"\nkind = \"AggDay\"\nplugin = \"max\"\n\
+         inputs = [\"TH1\"]\nunit = \"degC\"\n\n[[output]]\nname = \"Mov1night\"\nkind = \"AggDay\"\n\
+         plugin = \"night-count\"\ninputs = [\"Mov1\"]\nunit = \"count\"\n[output.params]\n\
+         from = \"02:00\"\nto = \"06:00\"\n"
+    ));
+    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
+        .await;
+    assert!(
+        !publisher.is_finished(),
+        "the deploy landed after the load ended"
+    );
+    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
+    assert_eq!(
+        host.log_count("host running"),
+        1,
+        "the host was never restarted"
+    );
+    host.stop().await;
+
+    let expected = oracle::expected(&sent);
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    assert_exact_except(&expected, &stored, |_| false);
+    for site in sites(&expected) {
+        let key = |name: &str| (site.clone(), name.to_owned(), "AggDay".to_owned());
+        let th1_days = &expected.series[&key("TH1")];
+        let maxima: SeriesValues = day_values(&sent, &site, "TH1", th1_days)
+            .into_iter()
+            .map(|(d, v)| (d, v.into_iter().fold(f64::MIN, f64::max)))
+            .collect();
+        let th1max = stored.get(&key("TH1max")).cloned().unwrap_or_default();
+        assert!(!th1max.is_empty(), "{site}: TH1max is in Redis");
+        assert_suffix_of(&th1max, &maxima, &format!("{site} TH1max:AggDay"));
+
+        let mov_days = &expected.series[&key("Mov1")];
+        let nights: SeriesValues = day_values(&sent, &site, "Mov1", mov_days)
+            .keys()
+            .map(|&d| {
+                let in_night = sent
+                    .iter()
+                    .filter(|r| {
+                        r.site == site && r.sensor == "Mov1" && oracle::day_end(r.ts_ms) == d
+                    })
+                    .filter(|r| r.value != 0.0)
+                    .filter(|r| {
+                        (NIGHT_FROM_MS..NIGHT_TO_MS).contains(&r.ts_ms.rem_euclid(oracle::DAY_MS))
+                    })
+                    .count();
+                (d, in_night as f64)
+            })
+            .collect();
+        let night = stored.get(&key("Mov1night")).cloned().unwrap_or_default();
+        assert!(!night.is_empty(), "{site}: Mov1night is in Redis");
+        assert!(
+            night.values().any(|&n| n > 0.0),
+            "{site}: some motion at night: {night:?}"
+        );
+        assert_suffix_of(&night, &nights, &format!("{site} Mov1night:AggDay"));
+    }
+    let _ = std::fs::remove_file(&log);
 }
