@@ -9,10 +9,12 @@
 //! themselves with cargo.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
+mod common;
+
+use common::{fixture, plugin_dir, PLUGINS};
 use iot_host::plugin::{LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, Window};
 
 const DAY_MS: i64 = 86_400_000;
@@ -25,76 +27,6 @@ const DAY: Window = Window {
 /// Readings whose floating-point sum depends on the order of the additions (left to right:
 /// 359.72; right to left: 359.71999999999997).
 const VALUES: [f64; 7] = [13.44, 84.74, 76.38, 25.51, 49.54, 44.95, 65.16];
-const PLUGINS: [&str; 7] = [
-    "sum",
-    "mean",
-    "count",
-    "daily-diff",
-    "rest",
-    "max",
-    "night-count",
-];
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-}
-
-/// Runs a cargo build for wasm32-wasip2 in its own target folder (never the one the running
-/// `cargo test` holds) and panics with its output if it fails.
-fn cargo_build_wasm(what: &str, mut command: Command) {
-    let output = command
-        .args(["--target", "wasm32-wasip2"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
-    assert!(
-        output.status.success(),
-        "building {what} failed (is the wasm32-wasip2 target installed? `rustup target add \
-         wasm32-wasip2`, or run scripts/build-plugins):\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The folder holding `<name>.wasm` for every plugin.
-fn plugin_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("IOT_PLUGIN_DIR") {
-            return PathBuf::from(dir);
-        }
-        let installed = repo_root().join("target/plugins");
-        if PLUGINS
-            .iter()
-            .all(|p| installed.join(format!("{p}.wasm")).is_file())
-        {
-            return installed;
-        }
-        // Not built yet: build them here, as scripts/build-plugins would.
-        let target_dir = repo_root().join("target/test-plugins");
-        let mut command = cargo();
-        command
-            .current_dir(repo_root())
-            .args(["build", "--profile", "plugin", "--target-dir"])
-            .arg(&target_dir);
-        for plugin in PLUGINS {
-            command.args(["-p", &format!("plugin-{plugin}")]);
-        }
-        cargo_build_wasm("the plugins", command);
-        let out = target_dir.join("plugins");
-        std::fs::create_dir_all(&out).unwrap();
-        for plugin in PLUGINS {
-            let built = target_dir.join(format!(
-                "wasm32-wasip2/plugin/plugin_{}.wasm",
-                plugin.replace('-', "_")
-            ));
-            std::fs::copy(&built, out.join(format!("{plugin}.wasm"))).unwrap();
-        }
-        out
-    })
-}
 
 /// Loads `name` once per test process (compiling is the slow part in a debug build).
 fn load_with(
@@ -669,20 +601,6 @@ const TEST_LIMITS: PluginLimits = PluginLimits {
 };
 
 /// Builds the fixture components once and returns where they are.
-fn fixture(name: &str) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    let dir = BUILT.get_or_init(|| {
-        let target_dir = repo_root().join("target/test-fixtures");
-        let mut command = cargo();
-        command
-            .current_dir(repo_root().join("host/tests/fixtures"))
-            .args(["build", "--release", "--target-dir"])
-            .arg(&target_dir);
-        cargo_build_wasm("the test fixtures in host/tests/fixtures", command);
-        target_dir.join("wasm32-wasip2/release")
-    });
-    dir.join(format!("fixture_{}.wasm", name.replace('-', "_")))
-}
 
 fn hostile() -> LoadedPlugin {
     static HOST: OnceLock<PluginHost> = OnceLock::new();

@@ -1,0 +1,95 @@
+//! Shared by the host's integration tests: the built plugins and the fixture components.
+
+#![allow(dead_code)] // each test file uses its own share
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The plugins of `plugins/`, as the pipeline names them.
+pub const PLUGINS: [&str; 7] = [
+    "sum",
+    "mean",
+    "count",
+    "daily-diff",
+    "rest",
+    "max",
+    "night-count",
+];
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+/// Runs a cargo build for wasm32-wasip2 in its own target folder (never the one the running
+/// `cargo test` holds) and panics with its output if it fails.
+fn cargo_build_wasm(what: &str, mut command: Command) {
+    let output = command
+        .args(["--target", "wasm32-wasip2"])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "building {what} failed (is the wasm32-wasip2 target installed? `rustup target add \
+         wasm32-wasip2`, or run scripts/build-plugins):\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The folder holding `<name>.wasm` for every plugin.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("IOT_PLUGIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let installed = repo_root().join("target/plugins");
+        if PLUGINS
+            .iter()
+            .all(|p| installed.join(format!("{p}.wasm")).is_file())
+        {
+            return installed;
+        }
+        // Not built yet: build them here, as scripts/build-plugins would.
+        let target_dir = repo_root().join("target/test-plugins");
+        let mut command = cargo();
+        command
+            .current_dir(repo_root())
+            .args(["build", "--profile", "plugin", "--target-dir"])
+            .arg(&target_dir);
+        for plugin in PLUGINS {
+            command.args(["-p", &format!("plugin-{plugin}")]);
+        }
+        cargo_build_wasm("the plugins", command);
+        let out = target_dir.join("plugins");
+        std::fs::create_dir_all(&out).unwrap();
+        for plugin in PLUGINS {
+            let built = target_dir.join(format!(
+                "wasm32-wasip2/plugin/plugin_{}.wasm",
+                plugin.replace('-', "_")
+            ));
+            std::fs::copy(&built, out.join(format!("{plugin}.wasm"))).unwrap();
+        }
+        out
+    })
+}
+
+/// A component of the fixture workspace `host/tests/fixtures/`, built once per test process.
+pub fn fixture(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target_dir = repo_root().join("target/test-fixtures");
+        let mut command = cargo();
+        command
+            .current_dir(repo_root().join("host/tests/fixtures"))
+            .args(["build", "--release", "--target-dir"])
+            .arg(&target_dir);
+        cargo_build_wasm("the test fixtures in host/tests/fixtures", command);
+        target_dir.join("wasm32-wasip2/release")
+    });
+    dir.join(format!("fixture_{}.wasm", name.replace('-', "_")))
+}
