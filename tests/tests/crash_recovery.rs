@@ -10,6 +10,7 @@ use iot_simulator::{publish, PublishConfig, SimConfig};
 use rand::{Rng, SeedableRng};
 use system_tests::fixture::{host_binary, plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
+use system_tests::live_host::progress;
 use system_tests::oracle::{self, SentReading};
 use system_tests::redis_read;
 use system_tests::topic::read_all;
@@ -46,25 +47,6 @@ fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -
         .stderr(log)
         .spawn()
         .expect("the host binary starts")
-}
-
-/// Sum of the checkpointed offsets of every partition: how far the host has got.
-async fn progress(
-    conn: &mut redis::aio::MultiplexedConnection,
-    scope: &TestScope,
-    topic: &str,
-    partitions: i32,
-) -> i64 {
-    let mut total = 0;
-    for p in 0..partitions {
-        let key = format!("{}_checkpoint:{topic}:{p}", scope.key_prefix());
-        let json: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await.unwrap();
-        if let Some(json) = json {
-            let v: serde_json::Value = serde_json::from_str(&json).unwrap();
-            total += v["next_offset"].as_i64().unwrap();
-        }
-    }
-    total
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //! would show as any other difference.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +33,12 @@ const MARK_V1: f64 = 1_000_000.0;
 const MARK_V2: f64 = 2_000_000.0;
 /// Small batches: many batch boundaries, so a swap lands between two of them mid-stream.
 const HOST_BATCH: &str = "50";
-/// Paced publishing: about five seconds of continuous load for a 2-site, 8-day run.
-const STEPS_PER_SECOND: f64 = 150.0;
+/// Paced publishing: about ten seconds of continuous load for a 2-site run of `DAYS` days.
+const STEPS_PER_SECOND: f64 = 120.0;
+const DAYS: u32 = 12;
+/// Records stored before a deploy: more than a day of both sites (about 2,100 records a
+/// day), so every output has stored days before it.
+const FIRST_DAYS_STORED: i64 = 3_000;
 const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
 
 type Key = (String, String, String);
@@ -176,51 +181,150 @@ fn is_rest_output(k: &Key) -> bool {
     k.2 == "AggDayRest"
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swap_with_the_same_state_version_carries_open_windows_over_under_load() {
-    let mut scope = TestScope::new("swap_same_state");
-    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
-    let files = HostFiles::reference(&scope);
-    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
-    let plugins = files.plugins();
-    let pipeline = files.pipeline();
-    let mut host = LiveHost::start(
-        &scope,
-        &topics,
-        &log,
-        &[
+/// A live host on a deploy folder with the reference plugins and pipeline, under paced load
+/// from the simulator, with the first readings already stored: the moment to deploy.
+struct UnderLoad {
+    scope: TestScope,
+    topics: SystemTopics,
+    files: HostFiles,
+    log: PathBuf,
+    host: Option<LiveHost>,
+    conn: redis::aio::MultiplexedConnection,
+    publisher: tokio::task::JoinHandle<PublishReport>,
+    /// One run under load at a time: parallel runs on a small machine would starve each
+    /// other's host, and the deploy must land while the load still runs.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl UnderLoad {
+    async fn start(name: &str) -> UnderLoad {
+        let serial = ONE_AT_A_TIME.lock().await;
+        // Build the fixture plugins now, not while the load runs.
+        fixture_plugin("sum-marked-v1");
+        let mut scope = TestScope::new(name);
+        let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+        let files = HostFiles::reference(&scope);
+        let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+        let conn = scope.redis_conn().await;
+        let publisher = publish_paced(&scope, &topics, DAYS);
+        let mut run = UnderLoad {
+            scope,
+            topics,
+            files,
+            log,
+            host: None,
+            conn,
+            publisher,
+            _serial: serial,
+        };
+        run.start_host().await;
+        wait_for_some_progress(&mut run.conn, &run.scope, &run.topics, FIRST_DAYS_STORED).await;
+        run
+    }
+
+    async fn start_host(&mut self) {
+        let (plugins, pipeline) = (self.files.plugins(), self.files.pipeline());
+        let args = [
             "--plugins",
             plugins.to_str().unwrap(),
             "--pipeline",
             pipeline.to_str().unwrap(),
             "--batch-size",
             HOST_BATCH,
-        ],
-    );
-    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
-        .await;
-    let mut conn = scope.redis_conn().await;
-    let publisher = publish_paced(&scope, &topics, 8);
-    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
+        ];
+        let mut host = LiveHost::start(&self.scope, &self.topics, &self.log, &args);
+        host.wait_for_log("host running", 1, SWAP_TIMEOUT).await;
+        self.host = Some(host);
+    }
 
-    files.deploy("sum", &fixture_plugin("sum-marked-v1"));
-    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
-        .await;
-    assert!(
-        !publisher.is_finished(),
-        "the swap landed after the load ended: publish more slowly"
-    );
-    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
-    host.stop().await;
+    fn host(&mut self) -> &mut LiveHost {
+        self.host.as_mut().expect("the host runs")
+    }
 
-    let expected = oracle::expected(&sent);
-    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
-    assert_exact_except(&expected, &stored, |k| {
+    /// Waits for the host to log its `count`-th applied build, while the load still runs.
+    async fn wait_applied(&mut self, count: usize) {
+        self.host()
+            .wait_for_log("applied a new build", count, SWAP_TIMEOUT)
+            .await;
+        assert!(
+            !self.publisher.is_finished(),
+            "the deploy landed after the load ended: publish more slowly"
+        );
+    }
+
+    async fn progress(&mut self) -> i64 {
+        progress(
+            &mut self.conn,
+            &self.scope,
+            &self.topics.readings,
+            PARTITIONS,
+        )
+        .await
+    }
+
+    /// kill -9 once `more` records were stored after now, then a restart.
+    async fn crash_and_restart_after(&mut self, more: i64) {
+        let now = self.progress().await;
+        wait_for_some_progress(&mut self.conn, &self.scope, &self.topics, now + more).await;
+        self.host.take().expect("the host runs").kill();
+        assert!(
+            !self.publisher.is_finished(),
+            "the crash came after the load ended: publish more slowly"
+        );
+        self.start_host().await;
+    }
+
+    /// Lets the load end and the host store all of it, stops the host, and returns what was
+    /// sent and what Redis holds.
+    async fn finish(mut self) -> Finished {
+        let mut host = self.host.take().expect("the host runs");
+        let sent = store_all(
+            &mut host,
+            &mut self.conn,
+            &self.scope,
+            &self.topics,
+            self.publisher,
+        )
+        .await;
+        host.stop().await;
+        let stored = redis_read::all_series(&mut self.conn, &self.scope.key_prefix()).await;
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.log);
+        Finished {
+            expected: oracle::expected(&sent),
+            sent,
+            stored,
+            log,
+            _scope: self.scope,
+        }
+    }
+}
+
+/// The end of a run under load.
+struct Finished {
+    sent: Vec<SentReading>,
+    expected: Expected,
+    stored: BTreeMap<Key, SeriesValues>,
+    log: String,
+    /// Dropped last: deletes the test's topics and keys.
+    _scope: TestScope,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swap_with_the_same_state_version_carries_open_windows_over_under_load() {
+    let mut run = UnderLoad::start("swap_same_state").await;
+    run.files.deploy("sum", &fixture_plugin("sum-marked-v1"));
+    run.wait_applied(1).await;
+    let end = run.finish().await;
+
+    assert_exact_except(&end.expected, &end.stored, |k| {
         is_sum_output(k) || is_rest_output(k)
     });
     let mut before_and_after = (0, 0);
-    for (key, values) in expected.series.iter().filter(|(k, _)| is_sum_output(k)) {
-        for mark in marks_by_day(values, &stored[key], &[0.0, MARK_V1], key) {
+    for (key, values) in end.expected.series.iter().filter(|(k, _)| is_sum_output(k)) {
+        for mark in marks_by_day(values, &end.stored[key], &[0.0, MARK_V1], key) {
             if mark == 0.0 {
                 before_and_after.0 += 1
             } else {
@@ -232,62 +336,29 @@ async fn swap_with_the_same_state_version_carries_open_windows_over_under_load()
         before_and_after.0 > 0 && before_and_after.1 > 0,
         "both builds finished days (old, new): {before_and_after:?}"
     );
-    let _ = std::fs::remove_file(&log);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_with_a_new_state_version_finishes_open_windows_on_the_old_build_even_across_a_crash()
 {
-    let mut scope = TestScope::new("swap_new_state");
-    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
-    let files = HostFiles::reference(&scope);
-    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
-    let plugins = files.plugins();
-    let pipeline = files.pipeline();
-    let args = [
-        "--plugins",
-        plugins.to_str().unwrap(),
-        "--pipeline",
-        pipeline.to_str().unwrap(),
-        "--batch-size",
-        HOST_BATCH,
-    ];
-    let mut host = LiveHost::start(&scope, &topics, &log, &args);
-    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
-        .await;
-    let mut conn = scope.redis_conn().await;
-    let publisher = publish_paced(&scope, &topics, 8);
-    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
-
-    files.deploy("sum", &fixture_plugin("sum-marked-v2"));
-    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
-        .await;
+    let mut run = UnderLoad::start("swap_new_state").await;
+    run.files.deploy("sum", &fixture_plugin("sum-marked-v2"));
+    run.wait_applied(1).await;
     // Crash while windows of the old build are still open: the restart must find that
     // build in the archive to finish them.
-    let at_swap = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
-    wait_for_some_progress(&mut conn, &scope, &topics, at_swap + 300).await;
-    host.kill();
+    run.crash_and_restart_after(300).await;
+    let end = run.finish().await;
     assert!(
-        !publisher.is_finished(),
-        "the crash came after the load ended: publish more slowly"
-    );
-    let mut host = LiveHost::start(&scope, &topics, &log, &args);
-    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
-    host.stop().await;
-    assert_eq!(
-        host_log_count(&log, "not in the archive"),
-        0,
+        !end.log.contains("not in the archive"),
         "every build was archived"
     );
 
-    let expected = oracle::expected(&sent);
-    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
-    assert_exact_except(&expected, &stored, |k| {
+    assert_exact_except(&end.expected, &end.stored, |k| {
         is_sum_output(k) || is_rest_output(k)
     });
     let mut old_days = 0;
-    for (key, values) in expected.series.iter().filter(|(k, _)| is_sum_output(k)) {
-        let marks = marks_by_day(values, &stored[key], &[0.0, MARK_V2], key);
+    for (key, values) in end.expected.series.iter().filter(|(k, _)| is_sum_output(k)) {
+        let marks = marks_by_day(values, &end.stored[key], &[0.0, MARK_V2], key);
         // Windows opened before the swap are finished by the old build, later ones by the
         // new build: per series, a run of old days then a run of new days.
         let first_new = marks
@@ -305,15 +376,6 @@ async fn swap_with_a_new_state_version_finishes_open_windows_on_the_old_build_ev
         old_days += first_new;
     }
     assert!(old_days > 0, "the old build finished no day");
-    let _ = std::fs::remove_file(&log);
-}
-
-fn host_log_count(log: &std::path::Path, needle: &str) -> usize {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 /// The reference pipeline with `TH1sum` added, `TH2:AggDay` removed and `W1:AggDay`
@@ -340,43 +402,16 @@ fn edited_pipeline() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_edits_add_remove_and_redefine_outputs_live() {
-    let mut scope = TestScope::new("pipeline_edits");
-    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
-    let files = HostFiles::reference(&scope);
-    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
-    let plugins = files.plugins();
-    let pipeline = files.pipeline();
-    let mut host = LiveHost::start(
-        &scope,
-        &topics,
-        &log,
-        &[
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--pipeline",
-            pipeline.to_str().unwrap(),
-            "--batch-size",
-            HOST_BATCH,
-        ],
-    );
-    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
-        .await;
-    let mut conn = scope.redis_conn().await;
-    let publisher = publish_paced(&scope, &topics, 8);
-    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
+    let mut run = UnderLoad::start("pipeline_edits").await;
+    run.files.write_pipeline(&edited_pipeline());
+    run.wait_applied(1).await;
+    let Finished {
+        sent,
+        expected,
+        stored,
+        ..
+    } = run.finish().await;
 
-    files.write_pipeline(&edited_pipeline());
-    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
-        .await;
-    assert!(
-        !publisher.is_finished(),
-        "the edit landed after the load ended: publish more slowly"
-    );
-    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
-    host.stop().await;
-
-    let expected = oracle::expected(&sent);
-    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
     let touched = |k: &Key| {
         (k.2 == "AggDay" && ["TH2", "W1", "TH1sum"].contains(&k.1.as_str()))
             || (k.1 == "Wtot" && k.2 == "AggDayRest") // computed from W1:AggDay
@@ -449,7 +484,6 @@ async fn pipeline_edits_add_remove_and_redefine_outputs_live() {
             "{site}: W1 lost more than the day open at the edit"
         );
     }
-    let _ = std::fs::remove_file(&log);
 }
 
 fn sites(expected: &Expected) -> Vec<String> {
@@ -521,55 +555,30 @@ fn daily_means(
 async fn a_new_plugin_deployed_by_copying_is_seen_in_redis_without_a_restart() {
     const NIGHT_FROM_MS: i64 = 2 * 3_600_000;
     const NIGHT_TO_MS: i64 = 6 * 3_600_000;
-    let mut scope = TestScope::new("new_plugin");
-    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
-    let files = HostFiles::reference(&scope);
-    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
-    let plugins = files.plugins();
-    let pipeline = files.pipeline();
-    let mut host = LiveHost::start(
-        &scope,
-        &topics,
-        &log,
-        &[
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--pipeline",
-            pipeline.to_str().unwrap(),
-            "--batch-size",
-            HOST_BATCH,
-        ],
-    );
-    host.wait_for_log("watching for new plugin builds", 1, SWAP_TIMEOUT)
-        .await;
-    let mut conn = scope.redis_conn().await;
-    let publisher = publish_paced(&scope, &topics, 8);
-    wait_for_some_progress(&mut conn, &scope, &topics, 2_000).await;
-
-    files.deploy("max", &plugin_dir().join("max.wasm"));
-    files.deploy("night-count", &plugin_dir().join("night-count.wasm"));
-    files.write_pipeline(&format!(
+    let mut run = UnderLoad::start("new_plugin").await;
+    run.files.deploy("max", &plugin_dir().join("max.wasm"));
+    run.files
+        .deploy("night-count", &plugin_dir().join("night-count.wasm"));
+    run.files.write_pipeline(&format!(
         "{REFERENCE_PIPELINE}\n[[output]]\nname = \"TH1max\"\nkind = \"AggDay\"\nplugin = \"max\"\n\
          inputs = [\"TH1\"]\nunit = \"degC\"\n\n[[output]]\nname = \"Mov1night\"\nkind = \"AggDay\"\n\
          plugin = \"night-count\"\ninputs = [\"Mov1\"]\nunit = \"count\"\n[output.params]\n\
          from = \"02:00\"\nto = \"06:00\"\n"
     ));
-    host.wait_for_log("applied a new build", 1, SWAP_TIMEOUT)
-        .await;
-    assert!(
-        !publisher.is_finished(),
-        "the deploy landed after the load ended"
-    );
-    let sent = store_all(&mut host, &mut conn, &scope, &topics, publisher).await;
+    run.wait_applied(1).await;
+    let Finished {
+        sent,
+        expected,
+        stored,
+        log,
+        ..
+    } = run.finish().await;
     assert_eq!(
-        host.log_count("host running"),
+        log.matches("host running").count(),
         1,
         "the host was never restarted"
     );
-    host.stop().await;
 
-    let expected = oracle::expected(&sent);
-    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
     assert_exact_except(&expected, &stored, |_| false);
     for site in sites(&expected) {
         let key = |name: &str| (site.clone(), name.to_owned(), "AggDay".to_owned());
@@ -607,5 +616,4 @@ async fn a_new_plugin_deployed_by_copying_is_seen_in_redis_without_a_restart() {
         );
         assert_suffix_of(&night, &nights, &format!("{site} Mov1night:AggDay"));
     }
-    let _ = std::fs::remove_file(&log);
 }
