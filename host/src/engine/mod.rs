@@ -32,7 +32,7 @@ pub use lateness::{Lateness, LatenessPolicy};
 pub use tenant::{SwapReport, QUARANTINE_AFTER};
 
 use crate::pipeline::{InputSource, Pipeline};
-use crate::plugin::{LoadedPlugin, PluginError, PluginHost, Sample, Window};
+use crate::plugin::{LoadedPlugin, PluginError, PluginHost, PluginInstance, Sample, Window};
 use crate::tenant::{SiteMatcher, TenantBuild};
 use series::SeriesRegistry;
 use site::{DayState, SiteState, Slot};
@@ -584,17 +584,16 @@ impl Engine {
         let spec = &pipeline.outputs[output];
         let (params, inputs) = (&spec.params, spec.inputs.len() as u32);
         let plugin = &mut t.version_mut(version).instance;
-        let result = (|| -> Result<Vec<u8>, PluginError> {
-            let mut state = match &slot.state {
-                Some(state) => state.clone(),
-                None => plugin.init(params, inputs, window)?,
-            };
-            plugin.fold(&mut state, window, &slot.pending)?;
-            Ok(state)
-        })();
+        let result = fold_into(
+            plugin,
+            &mut slot.state,
+            params,
+            inputs,
+            window,
+            &slot.pending,
+        );
         match result {
-            Ok(state) => {
-                slot.state = Some(state);
+            Ok(()) => {
                 slot.version = Some(version);
                 slot.pending.clear();
                 t.version_mut(version).failures_in_a_row = 0;
@@ -874,6 +873,27 @@ impl Engine {
         let tenant = self.sites.get(site).map_or(0, |s| s.tenant);
         let spec = &self.tenants[tenant].pipeline.outputs[output];
         SeriesName::new(site, spec.name.clone(), spec.kind)
+    }
+}
+
+/// Folds `samples` into the accumulator in place, starting one with `init` if there is none.
+/// On error the accumulator is as it was (none stays none), so a later build can retry.
+fn fold_into(
+    plugin: &mut PluginInstance,
+    state: &mut Option<Vec<u8>>,
+    params: &[(String, String)],
+    inputs: u32,
+    window: Window,
+    samples: &[Sample],
+) -> Result<(), PluginError> {
+    match state {
+        Some(state) => plugin.fold(state, window, samples),
+        None => {
+            let mut fresh = plugin.init(params, inputs, window)?;
+            plugin.fold(&mut fresh, window, samples)?;
+            *state = Some(fresh);
+            Ok(())
+        }
     }
 }
 
