@@ -178,6 +178,12 @@ fn main() {
         child(&name);
         return;
     }
+    // `cargo test --all-targets` runs bench binaries too, without `--bench`: a figure from
+    // a debug build would mean nothing, so only `cargo bench` measures.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("instance_memory: measured by `cargo bench -p iot-host --bench instance_memory`");
+        return;
+    }
     let exe = std::env::current_exe().expect("this binary");
     println!(
         "| plugin | component on disk (KiB) | compiled plugin, RSS Δ (KiB) | RSS per instance (KiB) | of which file-backed/shared (KiB) | linear memory at start (KiB) | address space per instance (MiB) |"
