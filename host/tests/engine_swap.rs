@@ -332,3 +332,34 @@ fn a_pipeline_edit_adds_an_output_from_the_next_whole_day_on() {
     );
     assert_eq!(peak(2), Some(4.0));
 }
+
+#[test]
+fn a_held_window_survives_a_restart_and_is_recovered_by_a_fixed_build() {
+    let host = host();
+    let broken = load(&host, &fixture("misbehaving"));
+    let sum = load(&host, &plugin_dir().join("sum.wasm"));
+    let failing = pipeline("mode = \"error\"");
+    let mut d = Driver::new(engine(&host, build(failing.clone(), &broken)));
+    d.batch(&[(at(1, 6), 1.5), (at(1, 12), 2.25)]);
+    let checkpoint = d.effects.last().unwrap().checkpoints[0].clone();
+
+    // The restarted process already has the fixed build in its folder.
+    let mut restarted = engine(&host, build(failing, &sum));
+    restarted.forget_partitions(&[0]);
+    let archive: HashMap<String, Vec<u8>> = d.effects[0]
+        .plugin_builds
+        .iter()
+        .map(|(hash, bytes)| (hash.clone(), bytes.to_vec()))
+        .collect();
+    restarted
+        .restore_partition(0, Some(checkpoint.clone()), &archive)
+        .unwrap();
+    let mut r = Driver::new(restarted);
+    r.next_offset = checkpoint.next_offset;
+    r.batch(&[(at(2, 1), 4.0)]);
+    assert_eq!(
+        r.day_value(1),
+        Some(1.5 + 2.25),
+        "the held readings came back from the checkpoint"
+    );
+}

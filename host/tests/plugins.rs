@@ -600,8 +600,6 @@ const TEST_LIMITS: PluginLimits = PluginLimits {
     max_memory_bytes: 8 << 20,
 };
 
-/// Builds the fixture components once and returns where they are.
-
 fn hostile() -> LoadedPlugin {
     static HOST: OnceLock<PluginHost> = OnceLock::new();
     static CACHE: OnceLock<Mutex<HashMap<String, LoadedPlugin>>> = OnceLock::new();

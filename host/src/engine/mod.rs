@@ -607,6 +607,7 @@ impl Engine {
 
     /// Emits every output of a due day: first the plugins fed by readings, then the derived
     /// outputs in dependency order, recomputing those whose inputs changed.
+    #[allow(clippy::needless_range_loop)] // `output` indexes the pipeline, the day and `changed`
     fn emit_day(&mut self, name: &str, site: &mut SiteState, end: i64, day: &mut DayState) {
         let first_time = !day.emitted;
         let pipeline = self.tenants[site.tenant].pipeline.clone();

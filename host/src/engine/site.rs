@@ -198,6 +198,7 @@ fn encode_samples(samples: &[Sample]) -> Vec<u8> {
     bytes
 }
 
+#[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; the workspace supports 1.85
 fn decode_samples(bytes: &[u8]) -> anyhow::Result<Vec<Sample>> {
     if bytes.len() % SAMPLE_BYTES != 0 {
         anyhow::bail!(
