@@ -143,6 +143,10 @@ impl LiveHost {
         self.child.wait().expect("waiting for the host")
     }
 
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         let _ = self.child.kill();

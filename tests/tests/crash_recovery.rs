@@ -1,16 +1,15 @@
 //! kill -9 of the host at random instants of a multi-day run, each followed by a restart:
 //! RedisTimeSeries ends exactly as the oracle says an uninterrupted run would leave it.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use rand::{Rng, SeedableRng};
-use system_tests::fixture::{host_binary, plugin_dir, TestScope};
+use system_tests::fixture::{plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
-use system_tests::live_host::progress;
+use system_tests::live_host::{progress, LiveHost};
 use system_tests::oracle::{self, SentReading};
 use system_tests::redis_read;
 use system_tests::topic::read_all;
@@ -21,32 +20,20 @@ const KILLS: usize = 5;
 /// Small batches: many commits, so kills land between and inside them.
 const HOST_BATCH: &str = "40";
 
-fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("host log file");
-    Command::new(host_binary())
-        .args(["--kafka", &scope.services.kafka_bootstrap])
-        .args(["--redis", &scope.services.redis_url])
-        .args(["--group", &format!("{}-host", scope.id)])
-        .args(["--instance-id", &format!("{}-host-1", scope.id)])
-        .args(["--readings-topic", &topics.readings])
-        .args(["--aggregates-topic", &topics.aggregates])
-        .args(["--late-rejected-topic", &topics.late_rejected])
-        .args(["--dead-letter-topic", &topics.dead_letter])
-        .args(["--plugin-errors-topic", &topics.plugin_errors])
-        .args(["--key-prefix", &scope.key_prefix()])
-        .args(["--batch-size", HOST_BATCH])
-        .arg("--plugins")
-        .arg(plugin_dir())
-        .arg("--exit-when-caught-up")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the host binary starts")
+fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> LiveHost {
+    let plugins = plugin_dir();
+    LiveHost::start(
+        scope,
+        topics,
+        log,
+        &[
+            "--batch-size",
+            HOST_BATCH,
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--exit-when-caught-up",
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,19 +81,14 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
                 "the host made no progress in 2 minutes; see {}",
                 log.display()
             );
-            assert!(
-                host.try_wait().unwrap().is_none(),
-                "the host exited early; see {}",
-                log.display()
-            );
+            host.assert_running();
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
-        if host.try_wait().unwrap().is_some() {
+        if host.has_exited() {
             break; // it finished before the kill
         }
-        host.kill().expect("kill -9"); // SIGKILL on Unix
-        host.wait().unwrap();
+        host.kill(); // SIGKILL
         kills += 1;
     }
     assert_eq!(kills, KILLS, "every kill landed while the host was working");
@@ -114,7 +96,6 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     let mut host = start_host(&scope, &topics, &log);
     let status = tokio::task::spawn_blocking(move || host.wait())
         .await
-        .unwrap()
         .unwrap();
     assert!(
         status.success(),

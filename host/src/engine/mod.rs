@@ -228,6 +228,14 @@ impl Engine {
                     };
                     let builds = self.restore_builds(t, &cp.builds, archived);
                     let tenant = &self.tenants[t];
+                    let gone: Vec<&String> = snapshot
+                        .outputs
+                        .iter()
+                        .filter(|o| !tenant.output_names.contains(o))
+                        .collect();
+                    if !gone.is_empty() {
+                        tracing::warn!(site = %name, outputs = ?gone, "the pipeline no longer has these outputs: their open windows in the checkpoint are dropped (stored values stay)");
+                    }
                     let site = SiteState::restore(
                         partition,
                         t,

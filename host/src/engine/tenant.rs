@@ -101,15 +101,6 @@ pub struct SwapReport {
     pub builds_loaded: usize,
 }
 
-impl SwapReport {
-    pub fn is_empty(&self) -> bool {
-        self.swapped.is_empty()
-            && self.added.is_empty()
-            && self.removed.is_empty()
-            && self.redefined.is_empty()
-    }
-}
-
 /// How the outputs of the old pipeline map onto the new one.
 pub struct OutputRemap {
     /// For each new output: the old output whose windows it keeps.
