@@ -5,13 +5,44 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
 use crate::plugin::PluginLimits;
 use crate::tenant::{load_tenants_file, SiteMatcher, TenantSpec};
 
+/// Every setting's default, shown by `iot-host --help` and used by the code: one place.
+pub mod defaults {
+    pub const KAFKA: &str = "127.0.0.1:19092";
+    pub const GROUP: &str = "iot-host";
+    pub const READINGS_TOPIC: &str = "readings";
+    pub const AGGREGATES_TOPIC: &str = "aggregates";
+    pub const LATE_REJECTED_TOPIC: &str = "late-rejected";
+    pub const DEAD_LETTER_TOPIC: &str = "dead-letter";
+    pub const PLUGIN_ERRORS_TOPIC: &str = "plugin-errors";
+    pub const REDIS: &str = "redis://127.0.0.1:16379";
+    pub const KEY_PREFIX: &str = iot_protocol::series::DEFAULT_KEY_PREFIX;
+    pub const PLUGINS: &str = "target/plugins";
+    pub const DEFAULT_SITE: &str = "default";
+    /// SPEC §3.
+    pub const ALLOWED_LATENESS: &str = "2d";
+    pub const OUT_OF_ORDERNESS: &str = "0s";
+    pub const MAX_RECORD_BYTES: usize = iot_protocol::record::DEFAULT_MAX_RECORD_BYTES;
+    /// Records per batch: large enough to amortise a Redis transaction, small enough that
+    /// a batch is stored within tens of milliseconds.
+    pub const BATCH_SIZE: usize = 5000;
+    pub const HTTP: &str = "127.0.0.1:8080";
+    pub const FUEL_PER_CALL: u64 = crate::plugin::PluginLimits::DEFAULT_FUEL_PER_CALL;
+    pub const MAX_MEMORY_MIB: usize = crate::plugin::PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20;
+    pub const MAX_STATE_BYTES: usize = crate::plugin::PluginLimits::DEFAULT_MAX_STATE_BYTES;
+}
+
 /// The aggregation host: Kafka readings → day windows through WASM plugins → RedisTimeSeries.
+///
+/// Every setting can also be given in a TOML file (`--config`, same names with
+/// underscores); a flag or environment variable wins over the file, the file over the
+/// default shown.
 #[derive(Debug, Parser)]
 #[command(name = "iot-host", version, about)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -22,35 +53,40 @@ pub struct Cli {
     #[arg(long, env = "IOT_HOST_CONFIG")]
     pub config: Option<PathBuf>,
     /// Kafka bootstrap servers.
-    #[arg(long, env = "KAFKA_BOOTSTRAP")]
-    pub kafka: Option<String>,
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = defaults::KAFKA)]
+    pub kafka: String,
     /// Consumer group; instances with the same group share the partitions.
-    #[arg(long)]
-    pub group: Option<String>,
-    /// Static group membership id (restarts resume without a rebalance); unique per instance.
+    #[arg(long, default_value = defaults::GROUP)]
+    pub group: String,
+    /// Static group membership id (restarts resume without a rebalance); unique per
+    /// instance. None by default (dynamic membership).
     #[arg(long, env = "IOT_INSTANCE_ID")]
     pub instance_id: Option<String>,
     /// Input topic.
-    #[arg(long)]
-    pub readings_topic: Option<String>,
-    #[arg(long)]
-    pub aggregates_topic: Option<String>,
-    #[arg(long)]
-    pub late_rejected_topic: Option<String>,
-    #[arg(long)]
-    pub dead_letter_topic: Option<String>,
-    #[arg(long)]
-    pub plugin_errors_topic: Option<String>,
+    #[arg(long, default_value = defaults::READINGS_TOPIC)]
+    pub readings_topic: String,
+    /// Topic of emitted daily values (an upsert log keyed by series and day).
+    #[arg(long, default_value = defaults::AGGREGATES_TOPIC)]
+    pub aggregates_topic: String,
+    /// Topic of readings rejected as too late.
+    #[arg(long, default_value = defaults::LATE_REJECTED_TOPIC)]
+    pub late_rejected_topic: String,
+    /// Topic of records that could not be read, with the reason.
+    #[arg(long, default_value = defaults::DEAD_LETTER_TOPIC)]
+    pub dead_letter_topic: String,
+    /// Topic of plugin failures (held windows, quarantines, refused builds).
+    #[arg(long, default_value = defaults::PLUGIN_ERRORS_TOPIC)]
+    pub plugin_errors_topic: String,
     /// Redis with the TimeSeries module.
-    #[arg(long, env = "REDIS_URL")]
-    pub redis: Option<String>,
+    #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS)]
+    pub redis: String,
     /// Prefix of every Redis key the host writes.
-    #[arg(long)]
-    pub key_prefix: Option<String>,
+    #[arg(long, default_value = defaults::KEY_PREFIX)]
+    pub key_prefix: String,
     /// Folder of plugin `.wasm` files (the file stem is the plugin's name in the pipeline).
-    #[arg(long, env = "IOT_PLUGIN_DIR")]
-    pub plugins: Option<PathBuf>,
-    /// Pipeline file; the reference site's pipeline when absent.
+    #[arg(long, env = "IOT_PLUGIN_DIR", default_value = defaults::PLUGINS)]
+    pub plugins: PathBuf,
+    /// Pipeline file. Default: the reference pipeline, compiled in.
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
     /// Tenants file (groups of sites with their own plugins, pipeline and limits); without
@@ -59,36 +95,50 @@ pub struct Cli {
     pub tenants: Option<PathBuf>,
     /// Fuel (≈ WebAssembly instructions) one plugin call may burn; 0 turns the bound off.
     /// Default for tenants that do not set their own.
-    #[arg(long)]
-    pub fuel_per_call: Option<u64>,
+    #[arg(long, default_value_t = defaults::FUEL_PER_CALL)]
+    pub fuel_per_call: u64,
     /// Memory one plugin instance may grow to, in MiB. Default for tenants that do not set
     /// their own.
-    #[arg(long)]
-    pub max_memory_mib: Option<usize>,
+    #[arg(long, default_value_t = defaults::MAX_MEMORY_MIB)]
+    pub max_memory_mib: usize,
+    /// Bytes one window's accumulator may have (what `init` and `fold` return); a plugin
+    /// over it fails like a trap. Default for tenants that do not set their own.
+    #[arg(long, default_value_t = defaults::MAX_STATE_BYTES)]
+    pub max_state_bytes: usize,
     /// Do not watch plugin folders and pipeline files (no hot swap).
     #[arg(long)]
     pub no_watch: bool,
     /// Site of records in the plain line format.
-    #[arg(long)]
-    pub default_site: Option<String>,
+    #[arg(long, default_value = defaults::DEFAULT_SITE)]
+    pub default_site: String,
     /// How late a reading may be and still be folded in, e.g. `2d`, `36h`, `90m`.
-    #[arg(long)]
-    pub allowed_lateness: Option<String>,
+    #[arg(long, default_value = defaults::ALLOWED_LATENESS)]
+    pub allowed_lateness: String,
     /// Watermark = newest reading − this bound, e.g. `0s`, `15m`.
-    #[arg(long)]
-    pub out_of_orderness: Option<String>,
+    #[arg(long, default_value = defaults::OUT_OF_ORDERNESS)]
+    pub out_of_orderness: String,
     /// Records larger than this many bytes are dead-lettered.
-    #[arg(long)]
-    pub max_record_bytes: Option<usize>,
+    #[arg(long, default_value_t = defaults::MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
     /// Records per batch (one Redis transaction per batch).
-    #[arg(long)]
-    pub batch_size: Option<usize>,
+    #[arg(long, default_value_t = defaults::BATCH_SIZE)]
+    pub batch_size: usize,
     /// Address of the live page, or `off`.
-    #[arg(long, env = "IOT_HTTP")]
-    pub http: Option<String>,
+    #[arg(long, env = "IOT_HTTP", default_value = defaults::HTTP)]
+    pub http: String,
     /// Exit once every assigned partition is read to its end.
     #[arg(long)]
     pub exit_when_caught_up: bool,
+}
+
+impl Cli {
+    /// Parses the command line, remembering which settings it (or the environment) gave:
+    /// those win over the `--config` file, the defaults do not.
+    pub fn parse_with_sources() -> (Cli, ArgMatches) {
+        let matches = Cli::command().get_matches();
+        let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        (cli, matches)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,6 +159,7 @@ struct FileConfig {
     tenants: Option<PathBuf>,
     fuel_per_call: Option<u64>,
     max_memory_mib: Option<usize>,
+    max_state_bytes: Option<usize>,
     default_site: Option<String>,
     allowed_lateness: Option<String>,
     out_of_orderness: Option<String>,
@@ -147,74 +198,97 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    pub fn from_cli(cli: Cli) -> anyhow::Result<HostConfig> {
+    /// Merges the command line (`matches` tells which settings it gave) over the
+    /// `--config` file over the defaults.
+    pub fn from_cli(cli: Cli, matches: &ArgMatches) -> anyhow::Result<HostConfig> {
         let file = match &cli.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let pick = |flag: Option<String>, file: Option<String>, default: &str| {
-            flag.or(file).unwrap_or_else(|| default.to_owned())
-        };
+        let fuel_per_call = pick(
+            matches,
+            "fuel_per_call",
+            cli.fuel_per_call,
+            file.fuel_per_call,
+        );
         Ok(HostConfig {
-            kafka: pick(cli.kafka, file.kafka, "127.0.0.1:19092"),
-            group: pick(cli.group, file.group, "iot-host"),
+            kafka: pick(matches, "kafka", cli.kafka, file.kafka),
+            group: pick(matches, "group", cli.group, file.group),
             instance_id: cli.instance_id.or(file.instance_id),
-            readings_topic: pick(cli.readings_topic, file.readings_topic, "readings"),
-            aggregates_topic: pick(cli.aggregates_topic, file.aggregates_topic, "aggregates"),
+            readings_topic: pick(
+                matches,
+                "readings_topic",
+                cli.readings_topic,
+                file.readings_topic,
+            ),
+            aggregates_topic: pick(
+                matches,
+                "aggregates_topic",
+                cli.aggregates_topic,
+                file.aggregates_topic,
+            ),
             late_rejected_topic: pick(
+                matches,
+                "late_rejected_topic",
                 cli.late_rejected_topic,
                 file.late_rejected_topic,
-                "late-rejected",
             ),
-            dead_letter_topic: pick(cli.dead_letter_topic, file.dead_letter_topic, "dead-letter"),
+            dead_letter_topic: pick(
+                matches,
+                "dead_letter_topic",
+                cli.dead_letter_topic,
+                file.dead_letter_topic,
+            ),
             plugin_errors_topic: pick(
+                matches,
+                "plugin_errors_topic",
                 cli.plugin_errors_topic,
                 file.plugin_errors_topic,
-                "plugin-errors",
             ),
-            redis: pick(cli.redis, file.redis, "redis://127.0.0.1:16379"),
-            key_prefix: pick(
-                cli.key_prefix,
-                file.key_prefix,
-                iot_protocol::series::DEFAULT_KEY_PREFIX,
-            ),
-            plugins: cli
-                .plugins
-                .or(file.plugins)
-                .unwrap_or_else(|| PathBuf::from("target/plugins")),
+            redis: pick(matches, "redis", cli.redis, file.redis),
+            key_prefix: pick(matches, "key_prefix", cli.key_prefix, file.key_prefix),
+            plugins: pick(matches, "plugins", cli.plugins, file.plugins),
             pipeline: cli.pipeline.or(file.pipeline),
             tenants: cli.tenants.or(file.tenants),
             limits: PluginLimits {
-                fuel_per_call: match cli.fuel_per_call.or(file.fuel_per_call) {
-                    Some(0) => None,
-                    Some(fuel) => Some(fuel),
-                    None => Some(PluginLimits::DEFAULT_FUEL_PER_CALL),
-                },
-                max_memory_bytes: cli
-                    .max_memory_mib
-                    .or(file.max_memory_mib)
-                    .map_or(PluginLimits::DEFAULT_MAX_MEMORY_BYTES, |mib| mib << 20),
+                fuel_per_call: (fuel_per_call > 0).then_some(fuel_per_call),
+                max_memory_bytes: pick(
+                    matches,
+                    "max_memory_mib",
+                    cli.max_memory_mib,
+                    file.max_memory_mib,
+                ) << 20,
+                max_state_bytes: pick(
+                    matches,
+                    "max_state_bytes",
+                    cli.max_state_bytes,
+                    file.max_state_bytes,
+                ),
             },
             watch: !cli.no_watch,
-            default_site: pick(cli.default_site, file.default_site, "default"),
+            default_site: pick(matches, "default_site", cli.default_site, file.default_site),
             allowed_lateness: parse_duration(&pick(
+                matches,
+                "allowed_lateness",
                 cli.allowed_lateness,
                 file.allowed_lateness,
-                "2d",
             ))
             .context("--allowed-lateness")?,
             out_of_orderness: parse_duration(&pick(
+                matches,
+                "out_of_orderness",
                 cli.out_of_orderness,
                 file.out_of_orderness,
-                "0s",
             ))
             .context("--out-of-orderness")?,
-            max_record_bytes: cli
-                .max_record_bytes
-                .or(file.max_record_bytes)
-                .unwrap_or(iot_protocol::record::DEFAULT_MAX_RECORD_BYTES),
-            batch_size: cli.batch_size.or(file.batch_size).unwrap_or(5000),
-            http: parse_http(&pick(cli.http, file.http, "127.0.0.1:8080"))?,
+            max_record_bytes: pick(
+                matches,
+                "max_record_bytes",
+                cli.max_record_bytes,
+                file.max_record_bytes,
+            ),
+            batch_size: pick(matches, "batch_size", cli.batch_size, file.batch_size),
+            http: parse_http(&pick(matches, "http", cli.http, file.http))?,
             exit_when_caught_up: cli.exit_when_caught_up,
         })
     }
@@ -251,17 +325,33 @@ pub struct ValidateArgs {
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Fuel one call may burn (0: no bound).
-    #[arg(long, default_value_t = PluginLimits::DEFAULT_FUEL_PER_CALL)]
+    #[arg(long, default_value_t = defaults::FUEL_PER_CALL)]
     pub fuel_per_call: u64,
     /// Memory one instance may grow to, in MiB.
     #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20)]
     pub max_memory_mib: usize,
+    /// Bytes one window's accumulator may have.
+    #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_STATE_BYTES)]
+    pub max_state_bytes: usize,
     /// A parameter for the probe's `init`, as `key=value` (repeatable).
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,
     /// Samples in the probe window (spread over one day, values 1, 2, 3, ...).
     #[arg(long, default_value_t = 96)]
     pub samples: usize,
+}
+
+/// The flag's value unless it is only the default; else the file's; else the default.
+fn pick<T>(matches: &ArgMatches, id: &str, flag: T, file: Option<T>) -> T {
+    let given = !matches!(
+        matches.value_source(id),
+        Some(ValueSource::DefaultValue) | None
+    );
+    if given {
+        flag
+    } else {
+        file.unwrap_or(flag)
+    }
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {
@@ -319,5 +409,72 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_duration("250").unwrap(), Duration::from_millis(250));
         assert!(parse_duration("2 weeks").is_err());
+    }
+
+    fn config_from(args: &[&str]) -> HostConfig {
+        let matches = Cli::command()
+            .try_get_matches_from(args)
+            .expect("valid arguments");
+        let cli = Cli::from_arg_matches(&matches).unwrap();
+        HostConfig::from_cli(cli, &matches).unwrap()
+    }
+
+    #[test]
+    fn help_shows_the_default_of_every_setting_that_has_one() {
+        let help = Cli::command().render_long_help().to_string();
+        for default in [
+            defaults::GROUP,
+            defaults::READINGS_TOPIC,
+            defaults::PLUGIN_ERRORS_TOPIC,
+            defaults::ALLOWED_LATENESS,
+            &defaults::BATCH_SIZE.to_string(),
+            &defaults::FUEL_PER_CALL.to_string(),
+            &defaults::MAX_MEMORY_MIB.to_string(),
+            &defaults::MAX_STATE_BYTES.to_string(),
+        ] {
+            assert!(
+                help.contains(&format!("[default: {default}]")),
+                "--help lacks the default {default}:\n{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_flag_wins_over_the_file_and_the_file_over_the_default() {
+        let dir = std::env::temp_dir().join(format!("iot-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("host.toml");
+        std::fs::write(
+            &file,
+            "group = \"from-file\"\nbatch_size = 77\nmax_state_bytes = 1024\n",
+        )
+        .unwrap();
+        let file_arg = file.to_str().unwrap();
+
+        let from_file = config_from(&["iot-host", "--config", file_arg]);
+        assert_eq!(from_file.group, "from-file");
+        assert_eq!(from_file.batch_size, 77);
+        assert_eq!(from_file.limits.max_state_bytes, 1024);
+        assert_eq!(
+            from_file.readings_topic,
+            defaults::READINGS_TOPIC,
+            "not in the file: the default"
+        );
+
+        let flagged = config_from(&[
+            "iot-host",
+            "--config",
+            file_arg,
+            "--group",
+            "from-flag",
+            "--batch-size",
+            "5000",
+        ]);
+        assert_eq!(flagged.group, "from-flag");
+        assert_eq!(
+            flagged.batch_size, 5000,
+            "a flag equal to the default still wins"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

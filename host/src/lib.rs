@@ -7,12 +7,14 @@
 //! - [`reload`]: watching plugin folders and pipeline files, building what changed off the
 //!   hot path.
 //! - [`source`], [`store`], [`publish`]: Kafka in, RedisTimeSeries and Kafka out.
+//! - [`outage`]: Kafka and Redis outages, logged once when they start and once when they end.
 //! - [`live`]: the live page, pushing points over a WebSocket as they are stored.
 //! - [`runner`]: the batch loop wiring them together; [`config`]: flags and file.
 
 pub mod config;
 pub mod engine;
 pub mod live;
+pub mod outage;
 pub mod pipeline;
 pub mod plugin;
 pub mod publish;

@@ -1,6 +1,5 @@
 //! `iot-host`: wires the real Kafka and Redis to the engine. Everything else is in the lib.
 
-use clap::Parser;
 use iot_host::config::{Cli, Command, HostConfig};
 use iot_host::engine::{Engine, EngineConfig, LatenessPolicy, TenantSetup};
 use iot_host::live::LiveHub;
@@ -19,12 +18,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let mut cli = Cli::parse();
+    let (mut cli, matches) = Cli::parse_with_sources();
     if let Some(Command::Validate(args)) = cli.command.take() {
         let all_ok = iot_host::validate::validate(&args)?;
         std::process::exit(if all_ok { 0 } else { 1 });
     }
-    let config = HostConfig::from_cli(cli)?;
+    let config = HostConfig::from_cli(cli, &matches)?;
     let mut loaders = config
         .tenant_specs()?
         .into_iter()

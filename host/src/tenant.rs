@@ -130,6 +130,7 @@ struct TenantEntry {
     pipeline: Option<PathBuf>,
     fuel_per_call: Option<u64>,
     max_memory_mib: Option<usize>,
+    max_state_bytes: Option<usize>,
 }
 
 /// Reads a tenants file. Relative paths are relative to the file's folder; limits left
@@ -171,6 +172,7 @@ fn parse_tenants(
                 max_memory_bytes: entry
                     .max_memory_mib
                     .map_or(defaults.max_memory_bytes, |mib| mib << 20),
+                max_state_bytes: entry.max_state_bytes.unwrap_or(defaults.max_state_bytes),
             },
             name: entry.name,
         });

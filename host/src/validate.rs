@@ -17,6 +17,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<bool> {
     let limits = PluginLimits {
         fuel_per_call: (args.fuel_per_call > 0).then_some(args.fuel_per_call),
         max_memory_bytes: args.max_memory_mib << 20,
+        max_state_bytes: args.max_state_bytes,
     };
     let host = PluginHost::new(limits)?;
     let mut all_ok = true;
@@ -61,7 +62,7 @@ fn validate_one(
     Ok(format!(
         "     name {:?}, state version {}, inputs {}..={}, includes window start: {}\n     \
          build {}\n     compiled and checked in {:.1} ms; probe window of {} samples: {} in {:.3} ms \
-         (accumulator {} bytes)",
+         (accumulator {} bytes, bound {} bytes per window)",
         info.name,
         info.state_version,
         info.min_inputs,
@@ -73,6 +74,7 @@ fn validate_one(
         value.map_or("no value".to_owned(), |v| v.to_string()),
         called_in.as_secs_f64() * 1e3,
         state.len(),
+        args.max_state_bytes,
     ))
 }
 

@@ -597,7 +597,8 @@ fn a_missing_file_is_a_read_error_naming_it() {
 /// Limits small enough that the hostile tests are quick.
 const TEST_LIMITS: PluginLimits = PluginLimits {
     fuel_per_call: Some(2_000_000),
-    max_memory_bytes: 8 << 20,
+    max_memory_bytes: 24 << 20,
+    max_state_bytes: 64 << 10,
 };
 
 fn hostile() -> LoadedPlugin {
@@ -729,6 +730,116 @@ fn an_error_the_plugin_returns_names_the_plugin_and_the_call() {
         "{text}"
     );
     assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_huge_accumulator_from_init_is_refused_before_the_host_keeps_it() {
+    let mut instance = hostile().instantiate().unwrap();
+    let err = instance.init(&mode("huge-init"), 1, DAY).unwrap_err();
+    let PluginError::StateTooLarge {
+        call, bytes, limit, ..
+    } = &err
+    else {
+        panic!("expected an accumulator over the bound, got: {err}");
+    };
+    assert_eq!(
+        (*call, *bytes, *limit),
+        ("init", 16 << 20, TEST_LIMITS.max_state_bytes)
+    );
+    assert!(err.to_string().contains("max_state_bytes"), "{err}");
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn an_accumulator_that_grows_on_every_fold_fails_once_over_the_bound_and_keeps_its_last_good_state()
+{
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("grow-state"), 1, DAY).unwrap();
+    let mut folds = 0;
+    let err = loop {
+        let before = state.clone();
+        match instance.fold(&mut state, DAY, &readings(&[1.0])) {
+            Ok(()) => folds += 1,
+            Err(err) => {
+                assert_eq!(
+                    state, before,
+                    "a failed fold leaves the accumulator as it was"
+                );
+                break err;
+            }
+        }
+        assert!(folds < 100, "the accumulator never went over the bound");
+    };
+    assert!(
+        matches!(err, PluginError::StateTooLarge { call: "fold", .. }),
+        "{err}"
+    );
+    assert!(state.len() <= TEST_LIMITS.max_state_bytes);
+    assert_eq!(
+        folds,
+        (TEST_LIMITS.max_state_bytes - 17) / (16 << 10),
+        "folds that fit"
+    );
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_huge_error_message_is_cut_to_a_bounded_length() {
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("huge-error"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    let PluginError::Returned { message, .. } = &err else {
+        panic!("expected a returned error, got: {err}");
+    };
+    assert!(
+        message.len() <= PluginLimits::MAX_MESSAGE_BYTES + 64,
+        "{} bytes",
+        message.len()
+    );
+    assert!(
+        message.ends_with(&format!(
+            "({} bytes, cut to {})",
+            4 << 20,
+            PluginLimits::MAX_MESSAGE_BYTES
+        )),
+        "{}",
+        &message[message.len() - 60..]
+    );
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn endless_recursion_traps_on_the_stack_bound_and_the_next_call_works() {
+    let mut instance = hostile().instantiate().unwrap();
+    let mut state = instance.init(&mode("recurse"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PluginError::Trap { .. } | PluginError::OutOfFuel { .. }
+        ),
+        "{err}"
+    );
+    assert_recovers(&mut instance);
+}
+
+#[test]
+fn a_slow_plugin_under_the_fuel_bound_completes_every_call() {
+    let mut instance = hostile().instantiate().unwrap();
+    let params = vec![
+        ("mode".to_owned(), "slow".to_owned()),
+        ("spin".to_owned(), "100000".to_owned()),
+    ];
+    let mut state = instance.init(&params, 1, DAY).unwrap();
+    instance.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
+    assert_eq!(
+        instance.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES))
+    );
 }
 
 // --- WIT version and state compatibility, with fixture builds -----------------------------

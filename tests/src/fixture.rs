@@ -68,7 +68,8 @@ pub fn services() -> &'static Services {
     })
 }
 
-fn start_stack() {
+/// Starts whatever of the local stack is not running (`scripts/stack up`, idempotent).
+pub fn start_stack() {
     let script = repo_root().join("scripts/stack");
     let status = Command::new("bash")
         .arg(&script)
@@ -166,6 +167,15 @@ impl TestScope {
 
     pub fn redis(&self) -> redis::Client {
         redis::Client::open(self.services.redis_url.as_str()).expect("REDIS_URL is a valid URL")
+    }
+
+    /// Deletes every Redis key of this test now (the scope still deletes what is written
+    /// later when dropped).
+    pub async fn delete_keys(&self) {
+        let (url, prefix) = (self.services.redis_url.clone(), self.key_prefix());
+        tokio::task::spawn_blocking(move || delete_keys(&url, &prefix))
+            .await
+            .expect("deleting the test's keys");
     }
 
     pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
@@ -280,4 +290,61 @@ pub fn fixture_plugin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A service of the local stack, for tests that take it away and bring it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalService {
+    Kafka,
+    Redis,
+}
+
+impl LocalService {
+    /// The pid of the local stack's own process, from its pid file; `None` when the
+    /// service is not ours (KAFKA_BOOTSTRAP / REDIS_URL point elsewhere) or not running.
+    pub fn pid(self) -> Option<u32> {
+        let stack_dir = std::env::var_os("IOT_STACK_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join(".stack"));
+        let file = match self {
+            LocalService::Kafka => "kafka.pid",
+            LocalService::Redis => "redis.pid",
+        };
+        let pid: u32 = std::fs::read_to_string(stack_dir.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+    }
+
+    /// kill -9, then waits until the process is gone.
+    pub fn kill9(self) {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{self:?} of the local stack is not running"));
+        let status = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -9 {pid} ({self:?}) failed");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while process_alive(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{self:?} (pid {pid}) survived kill -9 for 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn process_alive(pid: u32) -> bool {
+    // A zombie (killed, not yet reaped by its parent) counts as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
 }

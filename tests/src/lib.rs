@@ -5,6 +5,7 @@
 //! - [`topic`]: reading back what was really sent to, or written by, a topic.
 //! - [`harness`]: the real host run in-process over a test's topics; hand-made records.
 //! - [`live_host`]: the real host binary running live, with a deploy folder of its own.
+//! - [`load`]: simulated load that runs until the test has seen what it waits for.
 //! - [`oracle`]: expected stored series computed independently from what was sent.
 //! - [`webdriver`]: headless Chromium for the live page's browser test.
 //! - [`redis_read`]: reading stored series back by label.
@@ -12,6 +13,7 @@
 pub mod fixture;
 pub mod harness;
 pub mod live_host;
+pub mod load;
 pub mod oracle;
 pub mod redis_read;
 pub mod topic;

@@ -138,6 +138,25 @@ impl LiveHost {
         }
     }
 
+    /// Freezes the process (SIGSTOP) until [`resume`](Self::resume): nothing it does can
+    /// happen in between, so a test can change the world under it.
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} of the host failed");
+    }
+
     /// Waits for the host to exit by itself (`--exit-when-caught-up`).
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().expect("waiting for the host")

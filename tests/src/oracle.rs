@@ -82,10 +82,18 @@ struct DayInputs {
 /// Computes every stored series of a run. `readings` must be in each site's arrival order
 /// (the partition order of the topic).
 pub fn expected(readings: &[SentReading]) -> Expected {
+    expected_with_lateness(readings, ALLOWED_LATENESS_MS)
+}
+
+/// [`expected`] for a host run with another `--allowed-lateness`.
+pub fn expected_with_lateness(readings: &[SentReading], allowed_lateness_ms: i64) -> Expected {
     let mut out = Expected::default();
     let mut newest: HashMap<&str, i64> = HashMap::new();
     let mut days: HashMap<&str, BTreeMap<i64, DayInputs>> = HashMap::new();
-    for (r, kind) in readings.iter().zip(classify(readings)) {
+    for (r, kind) in readings
+        .iter()
+        .zip(classify_with_lateness(readings, allowed_lateness_ms))
+    {
         out.put(&r.site, &r.sensor, kind, r.ts_ms, r.value);
         if kind == "LateRej" {
             continue;
@@ -123,6 +131,14 @@ pub fn expected(readings: &[SentReading]) -> Expected {
 /// The kind each reading is stored as (`raw`, `LateAccepted` or `LateRej`), by SPEC §3,
 /// with each site's watermark advanced by the readings not rejected.
 pub fn classify(readings: &[SentReading]) -> Vec<&'static str> {
+    classify_with_lateness(readings, ALLOWED_LATENESS_MS)
+}
+
+/// [`classify`] for a host run with another `--allowed-lateness`.
+pub fn classify_with_lateness(
+    readings: &[SentReading],
+    allowed_lateness_ms: i64,
+) -> Vec<&'static str> {
     let mut newest: HashMap<&str, i64> = HashMap::new();
     readings
         .iter()
@@ -131,7 +147,7 @@ pub fn classify(readings: &[SentReading]) -> Vec<&'static str> {
             let end = day_end(r.ts_ms);
             let kind = if end >= watermark {
                 "raw"
-            } else if end + ALLOWED_LATENESS_MS >= watermark {
+            } else if end + allowed_lateness_ms >= watermark {
                 "LateAccepted"
             } else {
                 "LateRej"

@@ -126,3 +126,76 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     );
     let _ = std::fs::remove_file(&log);
 }
+
+/// A Redis that lost everything (restarted without persistence, or replaced) while the
+/// consumer group's offsets stayed in Kafka: a restarted host must not carry on from those
+/// offsets as if nothing happened. It says so and rebuilds from the start of the topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_restarted_on_a_redis_that_lost_its_data_rebuilds_from_the_start_of_the_topic() {
+    const PARTITIONS: i32 = 2;
+    let mut scope = TestScope::new("redis_lost_its_data");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let bootstrap = scope.services.kafka_bootstrap.clone();
+    let fleet = SimConfig {
+        sites: 2,
+        seed: 12,
+        start_ms: RUN_START_MS,
+        days: Some(3),
+        site_prefix: format!("{}-s", scope.id),
+    };
+    let report = publish(
+        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("the simulator ran");
+    assert!(report.failure.is_none());
+    let sent: Vec<SentReading> = read_all(&bootstrap, &topics.readings)
+        .iter()
+        .map(|r| oracle::sent_reading(r).unwrap())
+        .collect();
+
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let run_to_the_end = |what: &'static str| {
+        let mut host = start_host(&scope, &topics, &log);
+        let log = log.clone();
+        async move {
+            let status = tokio::task::spawn_blocking(move || host.wait())
+                .await
+                .unwrap();
+            assert!(
+                status.success(),
+                "the {what} run ends cleanly; see {}",
+                log.display()
+            );
+        }
+    };
+    run_to_the_end("first").await;
+    let mut conn = scope.redis_conn().await;
+    assert_eq!(
+        progress(&mut conn, &scope, &topics.readings, PARTITIONS).await,
+        sent.len() as i64
+    );
+
+    // Redis loses everything of this host; Kafka keeps the group's committed offsets.
+    scope.delete_keys().await;
+    run_to_the_end("second").await;
+
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("rebuilding the partition from the start of the topic"),
+        "the host said what it found and what it does; see {}",
+        log.display()
+    );
+    let expected = oracle::expected(&sent);
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    assert_eq!(stored.len(), expected.series.len(), "every series is back");
+    for (series, values) in &expected.series {
+        assert_eq!(
+            stored.get(series),
+            Some(values),
+            "{series:?} rebuilt exactly"
+        );
+    }
+    let _ = std::fs::remove_file(&log);
+}

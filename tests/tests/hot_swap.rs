@@ -10,16 +10,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
-use iot_simulator::{publish, Pace, PublishConfig, PublishReport, SimConfig};
+use iot_simulator::SimConfig;
 use system_tests::fixture::{fixture_plugin, plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::{
     progress, wait_until_stored, HostFiles, LiveHost, REFERENCE_PIPELINE,
 };
+use system_tests::load::Load;
 use system_tests::oracle::{self, Expected, SentReading, SeriesValues};
 use system_tests::redis_read;
 use system_tests::topic::read_all;
@@ -33,59 +32,41 @@ const MARK_V1: f64 = 1_000_000.0;
 const MARK_V2: f64 = 2_000_000.0;
 /// Small batches: many batch boundaries, so a swap lands between two of them mid-stream.
 const HOST_BATCH: &str = "50";
-/// Paced publishing: about ten seconds of continuous load for a 2-site run of `DAYS` days.
+/// Paced publishing: about 2,600 readings a second for two sites. The load runs until the
+/// test has seen what it waits for (see [`Load`]), however long that takes.
 const STEPS_PER_SECOND: f64 = 120.0;
-const DAYS: u32 = 12;
 /// Records stored before a deploy: more than a day of both sites (about 2,100 records a
 /// day), so every output has stored days before it.
 const FIRST_DAYS_STORED: i64 = 3_000;
-const SWAP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Records stored after the last event (a swap, a restart) before the load stops: a few
+/// days, so the new build finishes days of its own, under load.
+const DAYS_STORED_AFTER: i64 = 6_000;
+/// Generous: a plugin build of the debug host on a busy two-core machine takes seconds; the
+/// load keeps running while the test waits, so a slow machine only makes the run longer.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(300);
 
 type Key = (String, String, String);
 
-fn fleet(scope: &TestScope, days: u32) -> SimConfig {
+fn fleet(scope: &TestScope) -> SimConfig {
     SimConfig {
         sites: 2,
         seed: 5,
         start_ms: RUN_START_MS,
-        days: Some(days),
+        days: None,
         site_prefix: format!("{}-s", scope.id),
     }
 }
 
-/// Starts publishing `days` days at a steady pace; the task ends when all are acknowledged.
-fn publish_paced(
-    scope: &TestScope,
-    topics: &SystemTopics,
-    days: u32,
-) -> tokio::task::JoinHandle<PublishReport> {
-    let mut config = PublishConfig::fast(
-        &scope.services.kafka_bootstrap,
-        &topics.readings,
-        fleet(scope, days),
-    );
-    config.pace = Pace::RealTime {
-        steps_per_second: STEPS_PER_SECOND,
-    };
-    tokio::spawn(async move {
-        let report = publish(config, Arc::new(AtomicBool::new(false)))
-            .await
-            .expect("the simulator ran");
-        assert!(report.failure.is_none(), "{:?}", report.failure);
-        report
-    })
-}
-
-/// Waits for the publisher to end, then for the host to store every record it sent;
-/// returns what was sent, read back from the topic.
+/// Stops the load, then waits for the host to store every record it sent; returns what was
+/// sent, read back from the topic.
 async fn store_all(
     host: &mut LiveHost,
     conn: &mut redis::aio::MultiplexedConnection,
     scope: &TestScope,
     topics: &SystemTopics,
-    publisher: tokio::task::JoinHandle<PublishReport>,
+    load: Load,
 ) -> Vec<SentReading> {
-    publisher.await.expect("the publisher ran");
+    load.stop().await;
     let sent = sent(scope, topics);
     wait_until_stored(host, conn, scope, topics, PARTITIONS, sent.len() as i64).await;
     sent
@@ -98,19 +79,23 @@ fn sent(scope: &TestScope, topics: &SystemTopics) -> Vec<SentReading> {
         .collect()
 }
 
-/// Waits until the host has stored at least `share` of what was published so far, so the
-/// swap that follows lands mid-stream.
-async fn wait_for_some_progress(
+/// Waits until the host has stored at least `at_least` records, while the load runs.
+async fn wait_for_progress(
+    host: &mut LiveHost,
+    load: &mut Load,
     conn: &mut redis::aio::MultiplexedConnection,
     scope: &TestScope,
     topics: &SystemTopics,
     at_least: i64,
 ) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
     while progress(conn, scope, &topics.readings, PARTITIONS).await < at_least {
+        host.assert_running();
+        load.assert_running().await;
         assert!(
             std::time::Instant::now() < deadline,
-            "the host stored nothing in a minute"
+            "the host did not store {at_least} records within {EVENT_TIMEOUT:?}; see {}",
+            host.log.display()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -190,9 +175,9 @@ struct UnderLoad {
     log: PathBuf,
     host: Option<LiveHost>,
     conn: redis::aio::MultiplexedConnection,
-    publisher: tokio::task::JoinHandle<PublishReport>,
+    load: Load,
     /// One run under load at a time: parallel runs on a small machine would starve each
-    /// other's host, and the deploy must land while the load still runs.
+    /// other's host.
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
@@ -208,7 +193,7 @@ impl UnderLoad {
         let files = HostFiles::reference(&scope);
         let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
         let conn = scope.redis_conn().await;
-        let publisher = publish_paced(&scope, &topics, DAYS);
+        let load = Load::start(&scope, &topics.readings, fleet(&scope), STEPS_PER_SECOND);
         let mut run = UnderLoad {
             scope,
             topics,
@@ -216,12 +201,25 @@ impl UnderLoad {
             log,
             host: None,
             conn,
-            publisher,
+            load,
             _serial: serial,
         };
         run.start_host().await;
-        wait_for_some_progress(&mut run.conn, &run.scope, &run.topics, FIRST_DAYS_STORED).await;
+        run.wait_for_progress(FIRST_DAYS_STORED).await;
         run
+    }
+
+    async fn wait_for_progress(&mut self, at_least: i64) {
+        let host = self.host.as_mut().expect("the host runs");
+        wait_for_progress(
+            host,
+            &mut self.load,
+            &mut self.conn,
+            &self.scope,
+            &self.topics,
+            at_least,
+        )
+        .await;
     }
 
     async fn start_host(&mut self) {
@@ -235,7 +233,7 @@ impl UnderLoad {
             HOST_BATCH,
         ];
         let mut host = LiveHost::start(&self.scope, &self.topics, &self.log, &args);
-        host.wait_for_log("host running", 1, SWAP_TIMEOUT).await;
+        host.wait_for_log("host running", 1, EVENT_TIMEOUT).await;
         self.host = Some(host);
     }
 
@@ -243,15 +241,12 @@ impl UnderLoad {
         self.host.as_mut().expect("the host runs")
     }
 
-    /// Waits for the host to log its `count`-th applied build, while the load still runs.
+    /// Waits for the host to log its `count`-th applied build; the load runs on meanwhile.
     async fn wait_applied(&mut self, count: usize) {
         self.host()
-            .wait_for_log("applied a new build", count, SWAP_TIMEOUT)
+            .wait_for_log("applied a new build", count, EVENT_TIMEOUT)
             .await;
-        assert!(
-            !self.publisher.is_finished(),
-            "the deploy landed after the load ended: publish more slowly"
-        );
+        self.load.assert_running().await;
     }
 
     async fn progress(&mut self) -> i64 {
@@ -264,28 +259,26 @@ impl UnderLoad {
         .await
     }
 
-    /// kill -9 once `more` records were stored after now, then a restart.
+    /// kill -9 once `more` records were stored after now, then a restart; the load runs on.
     async fn crash_and_restart_after(&mut self, more: i64) {
         let now = self.progress().await;
-        wait_for_some_progress(&mut self.conn, &self.scope, &self.topics, now + more).await;
+        self.wait_for_progress(now + more).await;
         self.host.take().expect("the host runs").kill();
-        assert!(
-            !self.publisher.is_finished(),
-            "the crash came after the load ended: publish more slowly"
-        );
         self.start_host().await;
     }
 
-    /// Lets the load end and the host store all of it, stops the host, and returns what was
-    /// sent and what Redis holds.
+    /// Lets the host store a few more days under load, stops the load, waits until the host
+    /// stored all of it, stops the host, and returns what was sent and what Redis holds.
     async fn finish(mut self) -> Finished {
+        let now = self.progress().await;
+        self.wait_for_progress(now + DAYS_STORED_AFTER).await;
         let mut host = self.host.take().expect("the host runs");
         let sent = store_all(
             &mut host,
             &mut self.conn,
             &self.scope,
             &self.topics,
-            self.publisher,
+            self.load,
         )
         .await;
         host.stop().await;

@@ -3,16 +3,15 @@
 //! stays exact; the fixed build resumes the output and recovers the windows it held, so in
 //! the end even the faulty output is exact.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
-use iot_simulator::{publish, Pace, PublishConfig, SimConfig};
+use iot_simulator::SimConfig;
 use system_tests::fixture::{fixture_plugin, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::{
     progress, wait_until_stored, HostFiles, LiveHost, REFERENCE_PIPELINE,
 };
+use system_tests::load::Load;
 use system_tests::oracle::{self, SentReading, SeriesValues};
 use system_tests::redis_read;
 use system_tests::topic::read_all;
@@ -20,13 +19,21 @@ use system_tests::topic::read_all;
 /// 2020-01-01T00:00:00Z.
 const RUN_START_MS: i64 = 1_577_836_800_000;
 const PARTITIONS: i32 = 2;
-/// Slow enough that a held window is still within the allowed lateness when the fix lands.
 const STEPS_PER_SECOND: f64 = 60.0;
+/// Held windows must still be open when the fix lands, however long the fix takes to build
+/// on a slow machine while the load runs on: the host keeps every window for a long time.
+const ALLOWED_LATENESS: &str = "1000d";
+const ALLOWED_LATENESS_MS: i64 = 1000 * oracle::DAY_MS;
+/// Records stored before the faulty build is deployed, and after the fix before the load
+/// stops (a few days: the fixed build also finishes days of its own).
+const STORED_BEFORE_FAULT: i64 = 1_500;
+const STORED_AFTER_FIX: i64 = 4_000;
 /// The `sum-marked-v2` fixture finishes a window with this added to the true sum.
 const MARK_V2: f64 = 2_000_000.0;
 /// A small CPU bound, so the looping build fails fast.
 const FUEL_PER_CALL: &str = "5000000";
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// Generous: the load runs on while the test waits, so a slow machine only takes longer.
+const TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The reference pipeline plus `TH1probe`: the sum of TH1 computed by the plugin `probe`,
 /// whose parameters ask the misbehaving fixture to loop (other builds ignore them).
@@ -59,43 +66,42 @@ async fn a_looping_build_fails_only_its_output_and_a_fixed_build_recovers_every_
             FUEL_PER_CALL,
             "--batch-size",
             "50",
+            "--allowed-lateness",
+            ALLOWED_LATENESS,
         ],
     );
     host.wait_for_log("watching for new plugin builds", 1, TIMEOUT)
         .await;
     let mut conn = scope.redis_conn().await;
-    let mut config = PublishConfig::fast(
-        &scope.services.kafka_bootstrap,
+    let load = Load::start(
+        &scope,
         &topics.readings,
         SimConfig {
             sites: 2,
             seed: 9,
             start_ms: RUN_START_MS,
-            days: Some(6),
+            days: None,
             site_prefix: format!("{}-s", scope.id),
         },
+        STEPS_PER_SECOND,
     );
-    config.pace = Pace::RealTime {
-        steps_per_second: STEPS_PER_SECOND,
-    };
-    let publisher = tokio::spawn(async move {
-        publish(config, Arc::new(AtomicBool::new(false)))
-            .await
-            .expect("the simulator ran")
-    });
-    while progress(&mut conn, &scope, &topics.readings, PARTITIONS).await < 1_500 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_progress(&mut host, &mut conn, &scope, &topics, STORED_BEFORE_FAULT).await;
 
     files.deploy("probe", &fixture_plugin("misbehaving"));
     host.wait_for_log("quarantined after", 1, TIMEOUT).await;
     files.deploy("probe", &fixture_plugin("sum-marked-v2"));
     host.wait_for_log("applied a new build", 2, TIMEOUT).await;
-    assert!(
-        !publisher.is_finished(),
-        "the fix landed after the load ended: publish more slowly"
-    );
-    publisher.await.unwrap();
+    assert!(load.is_running(), "the load ended before it was stopped");
+    let now = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
+    wait_for_progress(
+        &mut host,
+        &mut conn,
+        &scope,
+        &topics,
+        now + STORED_AFTER_FIX,
+    )
+    .await;
+    load.stop().await;
     let sent: Vec<SentReading> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
         .iter()
         .map(|r| oracle::sent_reading(r).unwrap())
@@ -143,7 +149,7 @@ async fn a_looping_build_fails_only_its_output_and_a_fixed_build_recovers_every_
     );
 
     // Every output is exact, the faulty one included once the fix replayed its held samples.
-    let expected = oracle::expected(&sent);
+    let expected = oracle::expected_with_lateness(&sent, ALLOWED_LATENESS_MS);
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
     for (key, values) in &expected.series {
         assert_eq!(
@@ -168,6 +174,26 @@ async fn a_looping_build_fails_only_its_output_and_a_fixed_build_recovers_every_
         );
     }
     let _ = std::fs::remove_file(&log);
+}
+
+/// Waits until the host has stored at least `at_least` records.
+async fn wait_for_progress(
+    host: &mut LiveHost,
+    conn: &mut redis::aio::MultiplexedConnection,
+    scope: &TestScope,
+    topics: &SystemTopics,
+    at_least: i64,
+) {
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while progress(conn, scope, &topics.readings, PARTITIONS).await < at_least {
+        host.assert_running();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the host did not store {at_least} records within {TIMEOUT:?}; see {}",
+            host.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Sum of the day's TH1 readings (arrival order) plus the marker, for each day TH1 has.

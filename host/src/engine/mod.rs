@@ -197,6 +197,13 @@ impl Engine {
         self.partitions.contains_key(&partition)
     }
 
+    /// The partitions whose state is in memory.
+    pub fn partitions(&self) -> Vec<i32> {
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        partitions
+    }
+
     /// Plugin builds a checkpoint refers to that no tenant has loaded: the caller fetches
     /// them from the archive and passes them to [`restore_partition`](Self::restore_partition).
     pub fn missing_builds(&self, checkpoint: &PartitionCheckpoint) -> Vec<String> {

@@ -65,4 +65,24 @@ pub enum PluginError {
     },
     #[error("plugin {plugin} returned a non-finite value ({value}) from finish; fix the plugin")]
     NonFinite { plugin: String, value: f64 },
+    #[error(
+        "plugin {plugin} returned an accumulator of {bytes} bytes from {call}, over the bound \
+         of {limit} bytes per window; keep less per window (a summary, not the readings), or \
+         raise the tenant's max_state_bytes if the plugin legitimately needs more"
+    )]
+    StateTooLarge {
+        plugin: String,
+        call: &'static str,
+        bytes: usize,
+        limit: usize,
+    },
+    #[error(
+        "plugin file {path} has {bytes} bytes, over the bound of {limit} bytes per component; \
+         build it with `--profile plugin` (optimised, stripped)"
+    )]
+    TooLarge {
+        path: PathBuf,
+        bytes: u64,
+        limit: u64,
+    },
 }

@@ -7,7 +7,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{Aggregation, PluginInfo, Sample, Window};
 use super::error::PluginError;
-use super::limits::{MemoryCapExceeded, SandboxLimiter};
+use super::limits::{MemoryCapExceeded, PluginLimits, SandboxLimiter};
 use super::loader::Inner;
 use super::lowering::SampleBatch;
 use super::sandbox;
@@ -75,11 +75,13 @@ impl PluginInstance {
         inputs: u32,
         window: Window,
     ) -> Result<Vec<u8>, PluginError> {
-        self.call("init", |live| {
+        let state = self.call("init", |live| {
             live.bindings
                 .iot_aggregation_fold()
                 .call_init(&mut live.store, params, inputs, window)
-        })
+        })?;
+        self.check_state_size("init", state.len())?;
+        Ok(state)
     }
 
     /// Folds `samples`, in order, into the accumulator `state`. On error `state` is left as
@@ -90,13 +92,30 @@ impl PluginInstance {
         window: Window,
         samples: &[Sample],
     ) -> Result<(), PluginError> {
-        *state = self.call("fold", |live| {
+        let folded = self.call("fold", |live| {
             // SAFETY: `live.fold` was type-checked against these types when instantiated.
             let fold =
                 unsafe { TypedFunc::<FoldParams<'_>, FoldResults>::new_unchecked(live.fold) };
             let (result,) = fold.call(&mut live.store, (state, window, SampleBatch(samples)))?;
             Ok(result)
         })?;
+        self.check_state_size("fold", folded.len())?;
+        *state = folded;
+        Ok(())
+    }
+
+    /// An accumulator over the bound fails the call like a trap would: the host never
+    /// keeps (or checkpoints) it.
+    fn check_state_size(&self, call: &'static str, bytes: usize) -> Result<(), PluginError> {
+        let limit = self.plugin.limits.max_state_bytes;
+        if bytes > limit {
+            return Err(PluginError::StateTooLarge {
+                plugin: self.plugin.name.clone(),
+                call,
+                bytes,
+                limit,
+            });
+        }
         Ok(())
     }
 
@@ -137,7 +156,7 @@ impl PluginInstance {
             Ok(Err(message)) => Err(PluginError::Returned {
                 plugin: self.plugin.name.clone(),
                 call,
-                message,
+                message: bounded_message(message),
             }),
             Err(error) => {
                 self.live = None;
@@ -199,6 +218,23 @@ fn classify(plugin: &Inner, call: &'static str, error: wasmtime::Error) -> Plugi
     PluginError::Trap {
         plugin: name,
         call,
-        detail,
+        detail: bounded_message(detail),
     }
+}
+
+/// Cuts a plugin's message to [`PluginLimits::MAX_MESSAGE_BYTES`] (on a character
+/// boundary), saying how long it was.
+fn bounded_message(mut message: String) -> String {
+    let limit = PluginLimits::MAX_MESSAGE_BYTES;
+    if message.len() <= limit {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = limit;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!("… ({total} bytes, cut to {limit})"));
+    message
 }

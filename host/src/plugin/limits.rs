@@ -13,6 +13,12 @@ pub struct PluginLimits {
     pub fuel_per_call: Option<u64>,
     /// Linear memory one instance may grow to, in bytes (instance-wide, all memories).
     pub max_memory_bytes: usize,
+    /// Bytes one window's accumulator may have, as returned by `init` or `fold`. The host
+    /// keeps every open window's accumulator in memory and writes it into each checkpoint
+    /// of its partition, so this bounds what one plugin can make the host and Redis hold:
+    /// at most sites × outputs × open days × this. It does not bound the readings a held
+    /// window keeps (those are input, bounded by the allowed lateness).
+    pub max_state_bytes: usize,
 }
 
 impl PluginLimits {
@@ -21,6 +27,18 @@ impl PluginLimits {
     pub const DEFAULT_FUEL_PER_CALL: u64 = 50_000_000;
     /// A plugin needs about 1.1 MiB (1 MiB of stack, its data, a small heap).
     pub const DEFAULT_MAX_MEMORY_BYTES: usize = 32 << 20;
+    /// Shipped plugins keep 8–24 bytes; 64 KiB leaves room for sketches and histograms
+    /// while a partition of 100 sites × 20 outputs × 3 open days stays under 400 MiB at
+    /// worst, and far under it in practice.
+    pub const DEFAULT_MAX_STATE_BYTES: usize = 64 << 10;
+    /// An error message a plugin returns (or a trap's text) is cut to this many bytes
+    /// before it is logged or published: it goes into `plugin-errors` records, whose size
+    /// Kafka bounds (1 MB by default), and a plugin must not be able to make one refused.
+    pub const MAX_MESSAGE_BYTES: usize = 2048;
+    /// A plugin component file may have at most this many bytes: builds are archived in
+    /// Redis inside a batch's transaction (shipped plugins are 20–60 KiB; a Python or
+    /// JavaScript component with its interpreter is 10–30 MiB).
+    pub const MAX_COMPONENT_BYTES: u64 = 64 << 20;
 }
 
 impl Default for PluginLimits {
@@ -28,6 +46,7 @@ impl Default for PluginLimits {
         PluginLimits {
             fuel_per_call: Some(Self::DEFAULT_FUEL_PER_CALL),
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
+            max_state_bytes: Self::DEFAULT_MAX_STATE_BYTES,
         }
     }
 }

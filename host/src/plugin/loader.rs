@@ -37,10 +37,19 @@ impl PluginHost {
     /// Compiles, validates and describes the plugin component in `path`; its name (for
     /// errors and logs) is the file stem.
     pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
+        let read_error = |source| PluginError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > PluginLimits::MAX_COMPONENT_BYTES {
+            return Err(PluginError::TooLarge {
+                path: path.to_owned(),
+                bytes: size,
+                limit: PluginLimits::MAX_COMPONENT_BYTES,
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_error)?;
         let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())

@@ -13,18 +13,38 @@
 //!
 //! Errors: delivery failures are retried by librdkafka until `message.timeout.ms`; a record
 //! that still fails is retried by this publisher with backoff, so the host waits for Kafka
-//! to come back rather than lose a record.
+//! to come back rather than lose a record. An outage is logged once when it starts and once
+//! when it ends (`crate::outage::KAFKA`), not once per retry.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use futures_util::future::join_all;
-use rdkafka::config::ClientConfig;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientContext;
 
 use super::Publisher;
 use crate::engine::{OutRecord, OutTopic};
+use crate::outage::KAFKA as OUTAGE;
+
+/// Routes the producer's client errors and statistics to the Kafka outage tracker.
+pub struct PublisherContext;
+
+impl ClientContext for PublisherContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::outage::kafka_client_log(level, fac, message);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        crate::outage::kafka_statistics(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        OUTAGE.failed(&format_args!("producer: {error}: {reason}"));
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TopicNames {
@@ -57,19 +77,23 @@ impl TopicNames {
 }
 
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: FutureProducer<PublisherContext>,
     topics: TopicNames,
 }
 
 impl KafkaPublisher {
     pub fn connect(bootstrap: &str, topics: TopicNames) -> anyhow::Result<KafkaPublisher> {
-        let producer: FutureProducer = ClientConfig::new()
+        let producer: FutureProducer<PublisherContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("enable.idempotence", "true")
             .set("linger.ms", "5")
             .set("compression.type", "lz4")
             .set("message.timeout.ms", "30000")
-            .create()
+            .set(
+                "statistics.interval.ms",
+                crate::source::STATISTICS_INTERVAL_MS,
+            )
+            .create_with_context(PublisherContext)
             .with_context(|| format!("cannot create a Kafka producer for {bootstrap}"))?;
         Ok(KafkaPublisher { producer, topics })
     }
@@ -95,7 +119,7 @@ impl KafkaPublisher {
                     }
                     Err((e, back)) => {
                         record = back;
-                        tracing::warn!("Kafka refused a record, retrying: {e}");
+                        OUTAGE.failed(&format_args!("the producer refused a record: {e}"));
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }
@@ -106,9 +130,12 @@ impl KafkaPublisher {
             .into_iter()
             .enumerate()
             .filter_map(|(i, result)| match result {
-                Ok(Ok(_)) => None,
+                Ok(Ok(_)) => {
+                    OUTAGE.succeeded();
+                    None
+                }
                 Ok(Err((e, _))) => {
-                    tracing::warn!("Kafka delivery failed, will retry: {e}");
+                    OUTAGE.failed(&format_args!("a delivery failed: {e}"));
                     Some(i)
                 }
                 Err(_) => Some(i),

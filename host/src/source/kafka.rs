@@ -3,6 +3,10 @@
 //! Offsets are committed to Kafka only after the batch is durable in the store; the store's
 //! checkpoint is the source of truth (the engine skips records below it), so a commit lost
 //! in a crash costs a re-read, never a double count.
+//!
+//! Errors: while the broker is away the client retries on its own; the source reports it
+//! to `crate::outage::KAFKA` (one line when the outage starts, one when it ends: the
+//! client's statistics say when a broker is up again) instead of a line per retry.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -17,6 +21,12 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::{Source, SourceEvent};
 use crate::engine::SourceRecord;
+use crate::outage::KAFKA as OUTAGE;
+
+/// How long a seek or a watermark query may wait for the broker.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the client reports its brokers' states (how an outage's end is seen).
+pub const STATISTICS_INTERVAL_MS: &str = "1000";
 
 #[derive(Debug, Clone)]
 pub struct KafkaSourceConfig {
@@ -33,6 +43,8 @@ pub struct KafkaSourceConfig {
 #[derive(Default)]
 struct RebalanceLog {
     revoked: Vec<i32>,
+    /// Assigned since the runner last heard of it.
+    newly_assigned: Vec<i32>,
     assigned: HashSet<i32>,
 }
 
@@ -41,6 +53,14 @@ struct GroupContext {
 }
 
 impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::outage::kafka_client_log(level, fac, message);
+    }
+
+    fn stats_raw(&self, statistics: &[u8]) {
+        crate::outage::kafka_statistics(statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is how the source knows it caught up, not a fault.
         if matches!(
@@ -50,7 +70,7 @@ impl ClientContext for GroupContext {
         ) {
             return;
         }
-        tracing::error!("Kafka client error: {error}: {reason}");
+        OUTAGE.failed(&format_args!("{error}: {reason}"));
     }
 }
 
@@ -72,6 +92,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => {
                 for p in tpl.elements() {
                     log.assigned.insert(p.partition());
+                    log.newly_assigned.push(p.partition());
                 }
                 tracing::info!(partitions = ?tpl.elements().iter().map(|p| p.partition()).collect::<Vec<_>>(), "partitions assigned");
             }
@@ -110,6 +131,7 @@ impl KafkaSource {
             .set("isolation.level", "read_committed")
             .set("fetch.min.bytes", "1")
             .set("queued.min.messages", "20000")
+            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
             .create_with_context(GroupContext { log: log.clone() })
             .with_context(|| format!("cannot create a Kafka consumer for {}", config.bootstrap))?;
         consumer
@@ -124,8 +146,25 @@ impl KafkaSource {
         })
     }
 
-    fn take_revoked(&mut self) -> Vec<i32> {
-        std::mem::take(&mut self.log.lock().expect("rebalance log").revoked)
+    /// A rebalance the runner has not heard of yet: revocations first (the runner forgets
+    /// those partitions), then assignments (it places them at their checkpoints).
+    fn rebalance_event(&mut self) -> Option<SourceEvent> {
+        let mut log = self.log.lock().expect("rebalance log");
+        if !log.revoked.is_empty() {
+            let revoked = std::mem::take(&mut log.revoked);
+            for p in &revoked {
+                self.at_end.remove(p);
+            }
+            self.batch.retain(|r| !revoked.contains(&r.partition));
+            return Some(SourceEvent::Revoked(revoked));
+        }
+        if !log.newly_assigned.is_empty() {
+            let mut assigned = std::mem::take(&mut log.newly_assigned);
+            assigned.sort_unstable();
+            assigned.dedup();
+            return Some(SourceEvent::Assigned(assigned));
+        }
+        None
     }
 
     fn caught_up(&self) -> bool {
@@ -150,13 +189,8 @@ fn push(
 
 impl Source for KafkaSource {
     async fn next(&mut self, max: usize) -> anyhow::Result<SourceEvent> {
-        let revoked = self.take_revoked();
-        if !revoked.is_empty() {
-            for p in &revoked {
-                self.at_end.remove(p);
-            }
-            self.batch.retain(|r| !revoked.contains(&r.partition));
-            return Ok(SourceEvent::Revoked(revoked));
+        if let Some(event) = self.rebalance_event() {
+            return Ok(event);
         }
         // Wait for the first record (or an end-of-partition notice), then take what is
         // already there, up to `max`, lingering briefly so batches are worth a round trip.
@@ -168,12 +202,15 @@ impl Source for KafkaSource {
                     if self.caught_up() {
                         return Ok(SourceEvent::CaughtUp);
                     }
-                    if !self.take_revoked_peek() {
-                        continue;
+                    match self.rebalance_event() {
+                        Some(event) => return Ok(event),
+                        None => continue,
                     }
-                    return Ok(SourceEvent::Revoked(self.take_revoked()));
                 }
-                Ok(Ok(message)) => push(&mut self.at_end, &mut self.batch, &message),
+                Ok(Ok(message)) => {
+                    OUTAGE.succeeded();
+                    push(&mut self.at_end, &mut self.batch, &message)
+                }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     self.at_end.insert(p);
                     if self.caught_up() {
@@ -181,7 +218,7 @@ impl Source for KafkaSource {
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!("Kafka consumer error (retrying): {e}");
+                    OUTAGE.failed(&format_args!("consumer: {e}"));
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -198,7 +235,7 @@ impl Source for KafkaSource {
                     }
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!("Kafka consumer error: {e}");
+                    OUTAGE.failed(&format_args!("consumer: {e}"));
                     break;
                 }
             }
@@ -220,10 +257,59 @@ impl Source for KafkaSource {
         }
         Ok(())
     }
-}
 
-impl KafkaSource {
-    fn take_revoked_peek(&self) -> bool {
-        !self.log.lock().expect("rebalance log").revoked.is_empty()
+    async fn rewind(&mut self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        self.batch.retain(|r| r.partition != partition);
+        self.at_end.remove(&partition);
+        // The fetcher may still be starting on a partition just assigned: try a few times.
+        let mut attempt = 0;
+        loop {
+            match self.consumer.seek(
+                &self.config.topic,
+                partition,
+                Offset::Offset(offset),
+                METADATA_TIMEOUT,
+            ) {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < 20 => {
+                    tracing::debug!(partition, offset, "seek failed, retrying: {e}");
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot move partition {partition} back to offset {offset}")
+                    })
+                }
+            }
+        }
+    }
+
+    async fn committed_offset(&mut self, partition: i32) -> anyhow::Result<Option<i64>> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.config.topic, partition);
+        let committed = self
+            .consumer
+            .committed_offsets(tpl, METADATA_TIMEOUT)
+            .with_context(|| {
+                format!("cannot ask Kafka for the group's offset of partition {partition}")
+            })?;
+        Ok(committed
+            .find_partition(&self.config.topic, partition)
+            .and_then(|p| p.offset().to_raw())
+            .filter(|&o| o >= 0))
+    }
+
+    async fn first_offset(&mut self, partition: i32) -> anyhow::Result<i64> {
+        let (low, _high) = self
+            .consumer
+            .fetch_watermarks(&self.config.topic, partition, METADATA_TIMEOUT)
+            .with_context(|| {
+                format!(
+                    "cannot ask Kafka where partition {partition} of {:?} starts",
+                    self.config.topic
+                )
+            })?;
+        Ok(low)
     }
 }

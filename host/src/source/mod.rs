@@ -3,7 +3,7 @@
 
 mod kafka;
 
-pub use kafka::{KafkaSource, KafkaSourceConfig};
+pub use kafka::{KafkaSource, KafkaSourceConfig, STATISTICS_INTERVAL_MS};
 
 use std::future::Future;
 
@@ -16,6 +16,9 @@ pub enum SourceEvent {
     Records(Vec<SourceRecord>),
     /// Partitions taken away by a rebalance: forget their in-memory state.
     Revoked(Vec<i32>),
+    /// Partitions given to this instance by a rebalance: place each at its checkpoint
+    /// ([`Source::rewind`]), which is authoritative, not the group's committed offset.
+    Assigned(Vec<i32>),
     /// Every assigned partition is read to its end (for `--exit-when-idle`).
     CaughtUp,
     /// A finite source has nothing more.
@@ -32,18 +35,39 @@ pub trait Source: Send {
         &mut self,
         next_offsets: &[(i32, i64)],
     ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Reads `partition` again from `offset`, dropping whatever of it was read ahead: the
+    /// runner rebuilds a partition whose stored state is behind the consumer's position.
+    fn rewind(
+        &mut self,
+        partition: i32,
+        offset: i64,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// The consumer group's committed offset of `partition`, if it has one.
+    fn committed_offset(
+        &mut self,
+        partition: i32,
+    ) -> impl Future<Output = anyhow::Result<Option<i64>>> + Send;
+
+    /// The offset of the first record the source still holds for `partition` (the start of
+    /// the topic, as far as retention left it).
+    fn first_offset(&mut self, partition: i32) -> impl Future<Output = anyhow::Result<i64>> + Send;
 }
 
 /// A finite source over records held in memory, handed out in batches.
 pub struct VecSource {
+    all: Vec<SourceRecord>,
     records: std::collections::VecDeque<SourceRecord>,
     pub committed: Vec<(i32, i64)>,
 }
 
 impl VecSource {
     pub fn new(records: impl IntoIterator<Item = SourceRecord>) -> VecSource {
+        let all: Vec<SourceRecord> = records.into_iter().collect();
         VecSource {
-            records: records.into_iter().collect(),
+            records: all.iter().cloned().collect(),
+            all,
             committed: Vec::new(),
         }
     }
@@ -61,5 +85,36 @@ impl Source for VecSource {
     async fn commit(&mut self, next_offsets: &[(i32, i64)]) -> anyhow::Result<()> {
         self.committed.extend_from_slice(next_offsets);
         Ok(())
+    }
+
+    /// Hands out the partition's records from `offset` again, after what is pending.
+    async fn rewind(&mut self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        self.records.retain(|r| r.partition != partition);
+        self.records.extend(
+            self.all
+                .iter()
+                .filter(|r| r.partition == partition && r.offset >= offset)
+                .cloned(),
+        );
+        Ok(())
+    }
+
+    async fn committed_offset(&mut self, partition: i32) -> anyhow::Result<Option<i64>> {
+        Ok(self
+            .committed
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == partition)
+            .map(|(_, o)| *o))
+    }
+
+    async fn first_offset(&mut self, partition: i32) -> anyhow::Result<i64> {
+        Ok(self
+            .all
+            .iter()
+            .filter(|r| r.partition == partition)
+            .map(|r| r.offset)
+            .min()
+            .unwrap_or(0))
     }
 }

@@ -9,6 +9,31 @@ use std::future::Future;
 
 use crate::engine::{Effects, PartitionCheckpoint};
 
+/// What a store reports that the runner must act on (other failures are plain errors).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Checkpoints this process wrote are gone, or older than written: the store lost data
+    /// (a Redis restarted without persistence, restored from an old snapshot, or replaced).
+    /// `lost` has, per partition: the next offset last written and the one found, if any.
+    #[error(
+        "Redis lost data this host had written: {} (restarted without persistence, restored \
+         from an older snapshot, or replaced?); those partitions are rebuilt from what Redis \
+         still holds, or from the start of the topic",
+        describe_lost(lost)
+    )]
+    DataLost { lost: Vec<(i32, i64, Option<i64>)> },
+}
+
+fn describe_lost(lost: &[(i32, i64, Option<i64>)]) -> String {
+    lost.iter()
+        .map(|(p, written, found)| match found {
+            Some(found) => format!("partition {p} checkpoint at offset {found}, {written} written"),
+            None => format!("partition {p} checkpoint gone ({written} written)"),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 pub trait Store: Send {
     /// The checkpoint of a partition, if one was ever written.
     fn load_checkpoint(

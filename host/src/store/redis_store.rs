@@ -14,21 +14,36 @@
 //! `<prefix>_plugin:<sha256>`. Instances of one consumer group share Redis;
 //! each writes only the sites of its own partitions.
 //!
-//! Errors: connection failures are retried with backoff until Redis is back (nothing is
-//! lost: the batch is retried whole); a reply error (e.g. a server without TimeSeries) is
-//! returned to the caller with what to do.
+//! Errors: connection failures, timeouts and a server still loading its data are retried
+//! with backoff until Redis is back (nothing is lost: the batch is retried whole), logged
+//! once per outage (see `crate::outage`). When Redis comes back, the store first checks
+//! that the checkpoints it wrote are still there: a Redis restarted without persistence,
+//! or replaced, is reported as [`StoreError::DataLost`] so the runner rebuilds those
+//! partitions instead of carrying on as if nothing happened. A reply error (e.g. a server
+//! without TimeSeries) is returned to the caller with what to do.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::Store;
+use super::{Store, StoreError};
 use crate::engine::{Effects, PartitionCheckpoint, SeriesDef};
+use crate::outage::REDIS as OUTAGE;
 
 /// TS.MADD arguments per command: large enough to amortise the round trip, small enough to
 /// keep Redis responsive to other clients.
 const MADD_CHUNK: usize = 1000;
+/// How long one reply may take. A batch's transaction of thousands of samples and its
+/// checkpoints can take a second on a busy machine; the client's default (500 ms) would
+/// time it out and retry it forever. It does not bound a Redis that accepts connections
+/// but never answers (that is retried, and logged as an outage).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take before the attempt counts as failed and is retried.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait between two retries while Redis is away.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
@@ -41,22 +56,37 @@ pub struct RedisStoreConfig {
 pub struct RedisStore {
     conn: ConnectionManager,
     config: RedisStoreConfig,
-    /// Key of each series id; filled from `Effects::new_series`.
-    keys: Vec<String>,
+    /// Every series announced so far, by id; filled from `Effects::new_series`.
+    series: Vec<Option<SeriesDef>>,
+    /// The next offset of each partition's last checkpoint written: after an outage these
+    /// must still be in Redis, or Redis lost data.
+    written: HashMap<i32, i64>,
+    /// The `run_id` of the Redis server the last batch went to. Another one (a restart, a
+    /// failover, another server) may have lost data: the store checks before writing.
+    server_run_id: Option<String>,
+    /// Redis lost data: create every known series again before the next write.
+    recreate_series: bool,
 }
 
 impl RedisStore {
     pub async fn connect(config: RedisStoreConfig) -> anyhow::Result<RedisStore> {
         let client = redis::Client::open(config.url.as_str())
             .with_context(|| format!("REDIS_URL {:?} is not a valid Redis URL", config.url))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+            .set_max_delay(MAX_RETRY_DELAY);
         let conn = retry("connect to Redis", || {
-            ConnectionManager::new(client.clone())
+            ConnectionManager::new_with_config(client.clone(), manager_config.clone())
         })
         .await;
         let mut store = RedisStore {
             conn,
             config,
-            keys: Vec::new(),
+            series: Vec::new(),
+            written: HashMap::new(),
+            server_run_id: None,
+            recreate_series: false,
         };
         store.check_timeseries().await?;
         Ok(store)
@@ -136,11 +166,61 @@ impl RedisStore {
     fn remember(&mut self, defs: &[SeriesDef]) {
         for def in defs {
             let id = def.id as usize;
-            if self.keys.len() <= id {
-                self.keys.resize(id + 1, String::new());
+            if self.series.len() <= id {
+                self.series.resize(id + 1, None);
             }
-            self.keys[id] = def.key.clone();
+            self.series[id] = Some(def.clone());
         }
+    }
+
+    fn key(&self, series: u32) -> &str {
+        self.series[series as usize]
+            .as_ref()
+            .map(|def| def.key.as_str())
+            .expect("the engine announces a series before its first sample")
+    }
+
+    /// The server's `run_id` (new on every start of a Redis server).
+    async fn run_id(&mut self) -> anyhow::Result<String> {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut self.conn)
+            .await?;
+        info.lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .context("Redis INFO server has no run_id")
+    }
+
+    /// After an outage: are the checkpoints this store wrote still there? Every partition
+    /// whose checkpoint is gone or older than the last one written is lost.
+    async fn check_nothing_lost(&mut self) -> anyhow::Result<()> {
+        if self.written.is_empty() {
+            return Ok(());
+        }
+        let partitions: Vec<i32> = self.written.keys().copied().collect();
+        let mut pipe = redis::pipe();
+        for &p in &partitions {
+            pipe.cmd("GET").arg(self.checkpoint_key(p));
+        }
+        let found: Vec<Option<String>> = pipe.query_async(&mut self.conn).await?;
+        let mut lost = Vec::new();
+        for (&p, json) in partitions.iter().zip(found) {
+            let stored = json
+                .and_then(|j| serde_json::from_str::<PartitionCheckpoint>(&j).ok())
+                .map(|c| c.next_offset);
+            if stored.is_none_or(|offset| offset < self.written[&p]) {
+                lost.push((p, self.written[&p], stored));
+            }
+        }
+        if lost.is_empty() {
+            return Ok(());
+        }
+        for (p, _, _) in &lost {
+            self.written.remove(p);
+        }
+        self.recreate_series = true;
+        Err(StoreError::DataLost { lost }.into())
     }
 
     fn transaction(&self, effects: &Effects) -> anyhow::Result<redis::Pipeline> {
@@ -149,9 +229,7 @@ impl RedisStore {
         for chunk in effects.samples.chunks(MADD_CHUNK) {
             let cmd = pipe.cmd("TS.MADD");
             for s in chunk {
-                cmd.arg(&self.keys[s.series as usize])
-                    .arg(s.ts_ms)
-                    .arg(s.value);
+                cmd.arg(self.key(s.series)).arg(s.ts_ms).arg(s.value);
             }
         }
         for (hash, bytes) in &effects.plugin_builds {
@@ -206,25 +284,54 @@ impl Store for RedisStore {
         self.remember(&effects.new_series);
         let mut delay = Duration::from_millis(100);
         loop {
-            let attempt = async {
-                self.create_series(&effects.new_series).await?;
-                let pipe = self.transaction(effects)?;
-                let mut conn = self.conn.clone();
-                // TS.MADD reports a failed sample inside its reply, not as a command error.
-                let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-                check_madd_replies(&replies)?;
-                anyhow::Ok(())
-            };
-            match attempt.await {
-                Ok(()) => return Ok(()),
+            match self.try_commit(effects).await {
+                Ok(()) => {
+                    OUTAGE.succeeded();
+                    for c in &effects.checkpoints {
+                        self.written.insert(c.partition, c.next_offset);
+                    }
+                    return Ok(());
+                }
                 Err(e) if is_transient(&e) => {
-                    tracing::warn!("Redis write failed, retrying in {delay:?}: {e:#}");
+                    OUTAGE.failed(&format_args!("writing a batch failed: {e:#}"));
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
                 Err(e) => return Err(e.context("writing a batch to RedisTimeSeries")),
             }
         }
+    }
+}
+
+impl RedisStore {
+    async fn try_commit(&mut self, effects: &Effects) -> anyhow::Result<()> {
+        // One round trip per batch buys this: a Redis restarted without persistence looks
+        // like any other to the client (which reconnects on its own, even while idle).
+        let run_id = self.run_id().await?;
+        if self.server_run_id.as_ref() != Some(&run_id) {
+            if self.server_run_id.is_some() {
+                let checked = self.check_nothing_lost().await;
+                if checked.as_ref().is_err_and(is_transient) {
+                    return checked; // not checked yet: the next attempt checks again
+                }
+                self.server_run_id = Some(run_id);
+                checked?;
+            } else {
+                self.server_run_id = Some(run_id);
+            }
+        }
+        if self.recreate_series {
+            let all: Vec<SeriesDef> = self.series.iter().flatten().cloned().collect();
+            self.create_series(&all).await?;
+            self.recreate_series = false;
+        } else {
+            self.create_series(&effects.new_series).await?;
+        }
+        let pipe = self.transaction(effects)?;
+        let mut conn = self.conn.clone();
+        // TS.MADD reports a failed sample inside its reply, not as a command error.
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        check_madd_replies(&replies)
     }
 }
 
@@ -261,13 +368,29 @@ fn labels(def: &SeriesDef) -> Vec<&str> {
 
 fn is_transient(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        cause.downcast_ref::<redis::RedisError>().is_some_and(|r| {
-            r.is_io_error()
-                || r.is_connection_dropped()
-                || r.is_connection_refusal()
-                || r.is_timeout()
-        })
+        cause
+            .downcast_ref::<redis::RedisError>()
+            .is_some_and(is_transient_redis)
     })
+}
+
+/// Errors that waiting cures: no connection, no answer in time, or a server that is
+/// starting (loading its data) or failing over.
+fn is_transient_redis(r: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    r.is_io_error()
+        || r.is_connection_dropped()
+        || r.is_connection_refusal()
+        || r.is_timeout()
+        || matches!(
+            r.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            )
+        )
 }
 
 async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> T
@@ -278,11 +401,14 @@ where
     let mut delay = Duration::from_millis(100);
     loop {
         match f().await {
-            Ok(v) => return v,
+            Ok(v) => {
+                OUTAGE.succeeded();
+                return v;
+            }
             Err(e) => {
-                tracing::warn!("cannot {what} yet, retrying in {delay:?}: {e}");
+                OUTAGE.failed(&format_args!("cannot {what}: {e}"));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
         }
     }
@@ -296,16 +422,14 @@ async fn retry_query<T: redis::FromRedisValue>(
     let mut delay = Duration::from_millis(100);
     loop {
         match cmd.query_async::<T>(conn).await {
-            Ok(v) => return Ok(v),
-            Err(e)
-                if e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_timeout() =>
-            {
-                tracing::warn!("cannot {what} yet, retrying in {delay:?}: {e}");
+            Ok(v) => {
+                OUTAGE.succeeded();
+                return Ok(v);
+            }
+            Err(e) if is_transient_redis(&e) => {
+                OUTAGE.failed(&format_args!("cannot {what}: {e}"));
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot {what}"))),
         }

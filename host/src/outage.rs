@@ -1,0 +1,139 @@
+//! Outages of the services the host depends on, logged once when they start and once when
+//! they end.
+//!
+//! While Kafka or Redis is away, every client retry fails; logging each one buries the
+//! one fact an operator needs (the service is down since when, and is it back). Each
+//! service has one [`Outage`]: the first failure logs a WARN line saying what failed and
+//! that the host waits; later failures are counted and logged at DEBUG only; the first
+//! success after them logs an INFO line with the outage's length and retry count.
+//!
+//! The trackers are process-wide ([`KAFKA`], [`REDIS`]): the consumer, the producer and the
+//! store all report to the one of their service, so an outage is one line whichever
+//! client saw it first.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Kafka: the consumer of `readings` and the producer of the output topics.
+pub static KAFKA: Outage = Outage::new("Kafka");
+/// Redis: the store of samples, checkpoints and plugin builds.
+pub static REDIS: Outage = Outage::new("Redis");
+
+/// The log events of an outage (their messages, so tests and operators can grep them).
+pub mod events {
+    /// WARN, once per outage: `<service> unreachable: <error>; ...`
+    pub const UNREACHABLE: &str = "unreachable";
+    /// INFO, once per outage: `<service> is back after <seconds> s ...`
+    pub const BACK: &str = "is back after";
+}
+
+/// One service's outage state.
+pub struct Outage {
+    service: &'static str,
+    since: Mutex<Option<Instant>>,
+    failures: AtomicU64,
+}
+
+impl Outage {
+    pub const fn new(service: &'static str) -> Outage {
+        Outage {
+            service,
+            since: Mutex::new(None),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// A call to the service failed in a way that waiting cures (connection refused or
+    /// dropped, timeout, the server still loading). Logs only the first of an outage.
+    pub fn failed(&self, error: &dyn std::fmt::Display) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if since.is_none() {
+            *since = Some(Instant::now());
+            tracing::warn!(
+                service = self.service,
+                "{} {}: {error}; the host waits and retries until it is back (nothing is lost: the batch in hand is retried whole)",
+                self.service,
+                events::UNREACHABLE,
+            );
+        } else {
+            tracing::debug!(
+                service = self.service,
+                "{} still unreachable: {error}",
+                self.service
+            );
+        }
+    }
+
+    /// A call to the service worked. Ends the outage, if there was one, with a log line.
+    pub fn succeeded(&self) {
+        // Fast path, no lock: the common case is "no outage".
+        if self.failures.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(started) = since.take() {
+            let failures = self.failures.swap(0, Ordering::Relaxed);
+            tracing::info!(
+                service = self.service,
+                outage_ms = started.elapsed().as_millis() as u64,
+                failed_calls = failures,
+                "{} {} {:.1} s",
+                self.service,
+                events::BACK,
+                started.elapsed().as_secs_f64(),
+            );
+        } else {
+            self.failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether an outage is going on.
+    pub fn is_out(&self) -> bool {
+        self.since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+}
+
+/// librdkafka's own log lines. Connection failures (one per retry, per broker) are the
+/// outage's business and go to DEBUG; other errors stay visible as warnings.
+pub fn kafka_client_log(level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    let connection_noise = matches!(
+        fac,
+        "FAIL" | "ERROR" | "BROKERFAIL" | "CONNECT" | "ALLBROKERSDOWN"
+    ) || message.contains("Connection refused")
+        || message.contains("Disconnected")
+        || message.contains("brokers are down");
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error | L::Warning if connection_noise => {
+            KAFKA.failed(&format_args!("{fac}: {message}"))
+        }
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            tracing::warn!(target: "librdkafka", "{fac}: {message}")
+        }
+        _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
+    }
+}
+
+/// librdkafka's periodic statistics (raw JSON, parsed only during an outage): a broker of
+/// the cluster (not a bootstrap address) in state `UP` ends a Kafka outage, even while no
+/// record flows.
+pub fn kafka_statistics(json: &[u8]) {
+    if !KAFKA.is_out() {
+        return;
+    }
+    let Ok(statistics) = serde_json::from_slice::<rdkafka::Statistics>(json) else {
+        return;
+    };
+    if statistics
+        .brokers
+        .values()
+        .any(|b| b.nodeid >= 0 && b.state == "UP")
+    {
+        KAFKA.succeeded();
+    }
+}
