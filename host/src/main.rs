@@ -14,9 +14,19 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,librdkafka=warn".into()),
+                .unwrap_or_else(|_| "info,librdkafka=warn".into())
+                // rdkafka's consumer logs only this at ERROR: "failed to close consumer queue
+                // on drop", when the source replaces a consumer that a broker restart left
+                // fenced; the source itself says so, once, at WARN.
+                .add_directive(
+                    "rdkafka::consumer::base_consumer=off"
+                        .parse()
+                        .expect("a directive"),
+                ),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: a log file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (mut cli, matches) = Cli::parse_with_sources();
     if let Some(Command::Validate(args)) = cli.command.take() {

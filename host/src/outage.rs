@@ -13,7 +13,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Failures reported this soon after a recovery belong to the outage that just ended:
+/// clients report some of their retries late (librdkafka's log and error callbacks are
+/// queued), and one outage must not show as several. A real new outage keeps failing and is
+/// logged once this has passed.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// Kafka: the consumer of `readings` and the producer of the output topics.
 pub static KAFKA: Outage = Outage::new("Kafka");
@@ -31,15 +37,25 @@ pub mod events {
 /// One service's outage state.
 pub struct Outage {
     service: &'static str,
-    since: Mutex<Option<Instant>>,
+    state: Mutex<State>,
     failures: AtomicU64,
+}
+
+struct State {
+    /// When the current outage started; `None` while the service works.
+    since: Option<Instant>,
+    /// When the last outage ended.
+    recovered: Option<Instant>,
 }
 
 impl Outage {
     pub const fn new(service: &'static str) -> Outage {
         Outage {
             service,
-            since: Mutex::new(None),
+            state: Mutex::new(State {
+                since: None,
+                recovered: None,
+            }),
             failures: AtomicU64::new(0),
         }
     }
@@ -47,10 +63,18 @@ impl Outage {
     /// A call to the service failed in a way that waiting cures (connection refused or
     /// dropped, timeout, the server still loading). Logs only the first of an outage.
     pub fn failed(&self, error: &dyn std::fmt::Display) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.since.is_none() && state.recovered.is_some_and(|at| at.elapsed() < SETTLE) {
+            tracing::debug!(
+                service = self.service,
+                "{} failed right after it came back (a late report of the outage): {error}",
+                self.service
+            );
+            return;
+        }
         self.failures.fetch_add(1, Ordering::Relaxed);
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        if since.is_none() {
-            *since = Some(Instant::now());
+        if state.since.is_none() {
+            state.since = Some(Instant::now());
             tracing::warn!(
                 service = self.service,
                 "{} {}: {error}; the host waits and retries until it is back (nothing is lost: the batch in hand is retried whole)",
@@ -72,8 +96,9 @@ impl Outage {
         if self.failures.load(Ordering::Relaxed) == 0 {
             return;
         }
-        let mut since = self.since.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(started) = since.take() {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(started) = state.since.take() {
+            state.recovered = Some(Instant::now());
             let failures = self.failures.swap(0, Ordering::Relaxed);
             tracing::info!(
                 service = self.service,
@@ -91,9 +116,10 @@ impl Outage {
 
     /// Whether an outage is going on.
     pub fn is_out(&self) -> bool {
-        self.since
+        self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .since
             .is_some()
     }
 }

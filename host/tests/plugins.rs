@@ -594,9 +594,10 @@ fn a_missing_file_is_a_read_error_naming_it() {
 
 // --- the sandbox, with hostile plugins --------------------------------------------------
 
-/// Limits small enough that the hostile tests are quick.
+/// Limits small enough that the hostile tests are quick, large enough that a plugin may
+/// fill a 16 MiB accumulator or a 4 MiB message (so the size bounds are what stops them).
 const TEST_LIMITS: PluginLimits = PluginLimits {
-    fuel_per_call: Some(2_000_000),
+    fuel_per_call: Some(20_000_000),
     max_memory_bytes: 24 << 20,
     max_state_bytes: 64 << 10,
 };

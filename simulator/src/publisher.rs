@@ -400,6 +400,7 @@ fn run(
             let mut record = BaseRecord::to(&config.topic)
                 .key(key)
                 .payload(payload.as_str());
+            let mut unknown_since: Option<Instant> = None;
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
@@ -415,6 +416,25 @@ fn run(
                             break 'steps;
                         }
                         producer.poll(Duration::from_millis(5));
+                    }
+                    Err((
+                        KafkaError::MessageProduction(
+                            RDKafkaErrorCode::UnknownTopic
+                            | RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopicOrPartition,
+                        ),
+                        back,
+                    )) if unknown_since.get_or_insert_with(Instant::now).elapsed()
+                        < MESSAGE_TIMEOUT =>
+                    {
+                        // A broker that is restarting answers metadata without the topic
+                        // for a while: wait for it as for any other outage.
+                        record = back;
+                        if stopped() {
+                            report.interrupted = true;
+                            break 'steps;
+                        }
+                        producer.poll(Duration::from_millis(100));
                     }
                     Err((e, _)) => {
                         report.failure =

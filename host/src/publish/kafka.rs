@@ -42,7 +42,7 @@ impl ClientContext for PublisherContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        OUTAGE.failed(&format_args!("producer: {error}: {reason}"));
+        crate::source::report_client_error(&error, reason);
     }
 }
 

@@ -70,7 +70,7 @@ impl ClientContext for GroupContext {
         ) {
             return;
         }
-        OUTAGE.failed(&format_args!("{error}: {reason}"));
+        report_client_error(&error, reason);
     }
 }
 
@@ -116,27 +116,7 @@ pub struct KafkaSource {
 impl KafkaSource {
     pub fn connect(config: KafkaSourceConfig) -> anyhow::Result<KafkaSource> {
         let log = Arc::new(Mutex::new(RebalanceLog::default()));
-        let mut client = ClientConfig::new();
-        if let Some(id) = &config.instance_id {
-            client.set("group.instance.id", id);
-        }
-        let consumer: StreamConsumer<GroupContext> = client
-            .set("bootstrap.servers", &config.bootstrap)
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            // A crashed member's partitions move on after 10 s instead of 45.
-            .set("session.timeout.ms", "10000")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "true")
-            .set("isolation.level", "read_committed")
-            .set("fetch.min.bytes", "1")
-            .set("queued.min.messages", "20000")
-            .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-            .create_with_context(GroupContext { log: log.clone() })
-            .with_context(|| format!("cannot create a Kafka consumer for {}", config.bootstrap))?;
-        consumer
-            .subscribe(&[&config.topic])
-            .with_context(|| format!("cannot subscribe to topic {:?}", config.topic))?;
+        let consumer = new_consumer(&config, &log)?;
         Ok(KafkaSource {
             consumer,
             config,
@@ -144,6 +124,29 @@ impl KafkaSource {
             at_end: HashSet::new(),
             batch: Vec::new(),
         })
+    }
+
+    /// A consumer that hit a fatal error (e.g. fenced after a broker restart raced its
+    /// static-membership rejoin) never consumes again: replace it with a new member. Its
+    /// partitions count as revoked (the runner forgets them); the new member's assignment
+    /// places them at their checkpoints again.
+    fn replace_if_failed(&mut self) -> anyhow::Result<Option<SourceEvent>> {
+        let Some((code, reason)) = self.consumer.client().fatal_error() else {
+            return Ok(None);
+        };
+        tracing::warn!(
+            "the Kafka consumer stopped with a fatal error ({code:?}: {reason}); joining the group again with a new consumer"
+        );
+        let revoked: Vec<i32> = {
+            let mut log = self.log.lock().expect("rebalance log");
+            log.revoked.clear();
+            log.newly_assigned.clear();
+            log.assigned.drain().collect()
+        };
+        self.batch.clear();
+        self.at_end.clear();
+        self.consumer = new_consumer(&self.config, &self.log)?;
+        Ok(Some(SourceEvent::Revoked(revoked)))
     }
 
     /// A rebalance the runner has not heard of yet: revocations first (the runner forgets
@@ -173,6 +176,61 @@ impl KafkaSource {
     }
 }
 
+/// A client error: part of an outage when it says the broker cannot be reached (logged
+/// once per outage), otherwise a warning of its own.
+pub(crate) fn report_client_error(error: &KafkaError, context: &str) {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    let unreachable = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            C::BrokerTransportFailure
+                | C::AllBrokersDown
+                | C::Resolve
+                | C::OperationTimedOut
+                | C::RequestTimedOut
+                | C::NetworkException
+                | C::CoordinatorNotAvailable
+                | C::CoordinatorLoadInProgress
+                | C::NotCoordinator
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+        )
+    );
+    if unreachable {
+        OUTAGE.failed(&format_args!("{error}: {context}"));
+    } else {
+        tracing::warn!("Kafka client error: {error}: {context}");
+    }
+}
+
+fn new_consumer(
+    config: &KafkaSourceConfig,
+    log: &Arc<Mutex<RebalanceLog>>,
+) -> anyhow::Result<StreamConsumer<GroupContext>> {
+    let mut client = ClientConfig::new();
+    if let Some(id) = &config.instance_id {
+        client.set("group.instance.id", id);
+    }
+    let consumer: StreamConsumer<GroupContext> = client
+        .set("bootstrap.servers", &config.bootstrap)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        // A crashed member's partitions move on after 10 s instead of 45.
+        .set("session.timeout.ms", "10000")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("fetch.min.bytes", "1")
+        .set("queued.min.messages", "20000")
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        .create_with_context(GroupContext { log: log.clone() })
+        .with_context(|| format!("cannot create a Kafka consumer for {}", config.bootstrap))?;
+    consumer
+        .subscribe(&[&config.topic])
+        .with_context(|| format!("cannot subscribe to topic {:?}", config.topic))?;
+    Ok(consumer)
+}
+
 fn push(
     at_end: &mut HashSet<i32>,
     records: &mut Vec<SourceRecord>,
@@ -189,6 +247,9 @@ fn push(
 
 impl Source for KafkaSource {
     async fn next(&mut self, max: usize) -> anyhow::Result<SourceEvent> {
+        if let Some(event) = self.replace_if_failed()? {
+            return Ok(event);
+        }
         if let Some(event) = self.rebalance_event() {
             return Ok(event);
         }
@@ -201,6 +262,9 @@ impl Source for KafkaSource {
                 Err(_) => {
                     if self.caught_up() {
                         return Ok(SourceEvent::CaughtUp);
+                    }
+                    if let Some(event) = self.replace_if_failed()? {
+                        return Ok(event);
                     }
                     match self.rebalance_event() {
                         Some(event) => return Ok(event),
@@ -218,7 +282,10 @@ impl Source for KafkaSource {
                     }
                 }
                 Ok(Err(e)) => {
-                    OUTAGE.failed(&format_args!("consumer: {e}"));
+                    report_client_error(&e, "consumer");
+                    if let Some(event) = self.replace_if_failed()? {
+                        return Ok(event);
+                    }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -235,7 +302,7 @@ impl Source for KafkaSource {
                     }
                 }
                 Ok(Err(e)) => {
-                    OUTAGE.failed(&format_args!("consumer: {e}"));
+                    report_client_error(&e, "consumer");
                     break;
                 }
             }

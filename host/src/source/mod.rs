@@ -3,6 +3,7 @@
 
 mod kafka;
 
+pub(crate) use kafka::report_client_error;
 pub use kafka::{KafkaSource, KafkaSourceConfig, STATISTICS_INTERVAL_MS};
 
 use std::future::Future;
