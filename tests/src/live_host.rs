@@ -176,7 +176,8 @@ impl LiveHost {
     pub async fn stop(mut self) {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: the last batch may wait for a slow machine's Redis.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 assert!(
@@ -232,12 +233,12 @@ pub async fn wait_until_stored(
     partitions: i32,
     total: i64,
 ) {
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(600);
     while progress(conn, scope, &topics.readings, partitions).await < total {
         host.assert_running();
         assert!(
             Instant::now() < deadline,
-            "the host did not catch up within 5 minutes; see {}",
+            "the host did not store all {total} records within 10 minutes; see {}",
             host.log.display()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;

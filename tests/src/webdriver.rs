@@ -45,11 +45,11 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while ureq::get(&format!("{base}/status")).call().is_err() {
             assert!(
                 Instant::now() < deadline,
-                "chromedriver did not answer on {base}"
+                "chromedriver did not answer on {base} within 2 minutes"
             );
             std::thread::sleep(Duration::from_millis(100));
         }

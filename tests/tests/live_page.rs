@@ -87,13 +87,13 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
         browser.open(&page);
         browser.wait_for(
             "return document.body.dataset.ready === '1' && document.body.dataset.live === '1'",
-            Duration::from_secs(30),
+            Duration::from_secs(120),
             "the page to load and connect",
         );
         for panel in PANELS {
             browser.wait_for(
                 &format!("{} > 0", points_of(panel)),
-                Duration::from_secs(10),
+                Duration::from_secs(120),
                 &format!("panel {panel} to show data"),
             );
         }
@@ -122,7 +122,7 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
                 "return {} > {before_th1}",
                 points_of("raw-TH1").trim_start_matches("return ")
             ),
-            Duration::from_secs(15),
+            Duration::from_secs(120),
             "the new TH1 point",
         );
         browser.wait_for(
@@ -130,7 +130,7 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
                 "return {} > {before_rejected}",
                 points_of("LateRej-W1").trim_start_matches("return ")
             ),
-            Duration::from_secs(15),
+            Duration::from_secs(120),
             "the late-rejected row",
         );
         assert_eq!(

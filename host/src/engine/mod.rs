@@ -108,6 +108,9 @@ pub struct TenantSetup {
 
 /// Dead-letter reason of a reading whose site no tenant owns.
 pub const NO_TENANT: &str = "no-tenant";
+/// Dead-letter reason of a reading that arrived on another partition than its site's
+/// earlier readings: one event-time clock per site needs all of them in one order.
+pub const SPLIT_SITE: &str = "split-site";
 
 pub struct Engine {
     config: EngineConfig,
@@ -119,6 +122,8 @@ pub struct Engine {
     stats: Stats,
     /// Reused buffer for derived outputs' samples.
     derived_samples: Vec<Sample>,
+    /// (site, partition) pairs already logged as split, so the log says it once.
+    split_reported: std::collections::HashSet<(String, i32)>,
 }
 
 impl Engine {
@@ -176,6 +181,7 @@ impl Engine {
             effects,
             stats: Stats::default(),
             derived_samples: Vec::new(),
+            split_reported: Default::default(),
         })
     }
 
@@ -359,7 +365,8 @@ impl Engine {
                 "tenant": tenant,
                 "action": "refused",
                 "what": what,
-                "error": error,
+                // A refusal quotes what failed (a parse error can quote the file).
+                "error": crate::plugin::bounded_message(error.to_owned()),
             })
             .to_string(),
         });
@@ -409,6 +416,11 @@ impl Engine {
         }
         let site_name = reading.site.as_ref();
         let site = self.sites.get_mut(site_name).expect("inserted above");
+        if site.partition != record.partition {
+            let first = site.partition;
+            self.split_site(record, site_name, first);
+            return;
+        }
         let tenant = &self.tenants[site.tenant];
         let outputs = tenant.output_names.len();
         site.touched = true;
@@ -456,6 +468,31 @@ impl Engine {
                 push_sample(site, end + DAY_MS, output, outputs, sample);
             }
         }
+    }
+
+    /// A reading of a site on another partition than the site's first one: its watermark
+    /// would be advanced by whichever partition is read first, so it is not folded anywhere
+    /// but dead-lettered (nothing is lost: it can be replayed once the producer keys by
+    /// site), and the split is logged once per site and partition.
+    fn split_site(&mut self, record: &SourceRecord, site: &str, first: i32) {
+        let detail = format!(
+            "site {site:?} arrives on partition {first} and also on partition {}: all readings \
+             of a site must be on one partition (key records by site id, or repartition the \
+             topic); this reading is not aggregated",
+            record.partition
+        );
+        if self
+            .split_reported
+            .insert((site.to_owned(), record.partition))
+        {
+            tracing::warn!(
+                site,
+                first_partition = first,
+                other_partition = record.partition,
+                "{detail}"
+            );
+        }
+        self.dead_letter(record, SPLIT_SITE, &detail);
     }
 
     fn dead_letter(&mut self, record: &SourceRecord, reason: &'static str, detail: &str) {

@@ -86,3 +86,20 @@ pub enum PluginError {
         limit: u64,
     },
 }
+
+/// Cuts a plugin's message to [`super::PluginLimits::MAX_MESSAGE_BYTES`] (on a character
+/// boundary), saying how long it was.
+pub fn bounded_message(mut message: String) -> String {
+    let limit = super::PluginLimits::MAX_MESSAGE_BYTES;
+    if message.len() <= limit {
+        return message;
+    }
+    let total = message.len();
+    let mut cut = limit;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    message.push_str(&format!("… ({total} bytes, cut to {limit})"));
+    message
+}

@@ -7,7 +7,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{Aggregation, PluginInfo, Sample, Window};
 use super::error::PluginError;
-use super::limits::{MemoryCapExceeded, PluginLimits, SandboxLimiter};
+use super::limits::{MemoryCapExceeded, SandboxLimiter};
 use super::loader::Inner;
 use super::lowering::SampleBatch;
 use super::sandbox;
@@ -156,7 +156,7 @@ impl PluginInstance {
             Ok(Err(message)) => Err(PluginError::Returned {
                 plugin: self.plugin.name.clone(),
                 call,
-                message: bounded_message(message),
+                message: super::error::bounded_message(message),
             }),
             Err(error) => {
                 self.live = None;
@@ -218,23 +218,6 @@ fn classify(plugin: &Inner, call: &'static str, error: wasmtime::Error) -> Plugi
     PluginError::Trap {
         plugin: name,
         call,
-        detail: bounded_message(detail),
+        detail: super::error::bounded_message(detail),
     }
-}
-
-/// Cuts a plugin's message to [`PluginLimits::MAX_MESSAGE_BYTES`] (on a character
-/// boundary), saying how long it was.
-fn bounded_message(mut message: String) -> String {
-    let limit = PluginLimits::MAX_MESSAGE_BYTES;
-    if message.len() <= limit {
-        return message;
-    }
-    let total = message.len();
-    let mut cut = limit;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    message.truncate(cut);
-    message.push_str(&format!("… ({total} bytes, cut to {limit})"));
-    message
 }

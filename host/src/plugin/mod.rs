@@ -25,7 +25,7 @@ mod lowering;
 mod sandbox;
 
 pub use bindings::{PluginInfo, Sample, Window};
-pub use error::PluginError;
+pub use error::{bounded_message, PluginError};
 pub use instance::PluginInstance;
 pub use limits::PluginLimits;
 pub use loader::{build_hash, LoadedPlugin, PluginHost};

@@ -1,8 +1,9 @@
 //! Tenant isolation benchmark: what a faulty tenant costs the others. Tenant `a` runs the
 //! reference pipeline; tenant `b`, on the same host and partitions, runs it plus one more
-//! output whose plugin is either healthy (`sum`) or loops until its fuel bound stops it.
-//! The same backlog is drained by the real host in both cases; the difference in time is
-//! what `b`'s fault costs everyone.
+//! output whose plugin is healthy (`sum`), loops until its fuel bound stops it, or is slow
+//! on every call while staying under the bound (`--spin` iterations per call). The same
+//! backlog is drained by the real host in each case; the difference in time is what `b`'s
+//! plugin costs everyone.
 //!
 //! Run it with `scripts/bench-tenants` (release build).
 
@@ -24,6 +25,15 @@ struct Args {
     sites: u32,
     days: u32,
     fuel: u64,
+    spin: u64,
+}
+
+/// Tenant b's extra output.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    Healthy,
+    Looping,
+    Slow,
 }
 
 fn args() -> Args {
@@ -31,6 +41,7 @@ fn args() -> Args {
         sites: 5,
         days: 10,
         fuel: 50_000_000,
+        spin: 3_000_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -43,8 +54,13 @@ fn args() -> Args {
                     .parse()
                     .expect("--fuel N (tenant b's fuel per call)")
             }
+            "--spin" => {
+                args.spin = value()
+                    .parse()
+                    .expect("--spin N (iterations of the slow plugin per call)")
+            }
             "-h" | "--help" => {
-                println!("bench-tenants [--sites N per tenant] [--days N] [--fuel N]");
+                println!("bench-tenants [--sites N per tenant] [--days N] [--fuel N] [--spin N]");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}; see --help"),
@@ -79,11 +95,11 @@ async fn publish_tenant(scope: &TestScope, topic: &str, prefix: String, args: &A
     assert!(report.failure.is_none(), "{:?}", report.failure);
 }
 
-async fn run(args: &Args, looping: bool) -> Outcome {
-    let name = if looping {
-        "bench_tenants_looping"
-    } else {
-        "bench_tenants_healthy"
+async fn run(args: &Args, probe: Probe) -> Outcome {
+    let name = match probe {
+        Probe::Healthy => "bench_tenants_healthy",
+        Probe::Looping => "bench_tenants_looping",
+        Probe::Slow => "bench_tenants_slow",
     };
     let mut scope = TestScope::new(name);
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
@@ -97,15 +113,16 @@ async fn run(args: &Args, looping: bool) -> Outcome {
     for name in REFERENCE_PLUGINS {
         b.deploy(name, &plugin_dir().join(format!("{name}.wasm")));
     }
-    let probe = if looping {
-        fixture_plugin("misbehaving")
-    } else {
-        plugin_dir().join("sum.wasm")
+    let (component, mode) = match probe {
+        Probe::Healthy => (plugin_dir().join("sum.wasm"), "sum"),
+        Probe::Looping => (fixture_plugin("misbehaving"), "loop"),
+        Probe::Slow => (fixture_plugin("misbehaving"), "slow"),
     };
-    b.deploy("probe", &probe);
+    b.deploy("probe", &component);
     b.write_pipeline(&format!(
         "{REFERENCE_PIPELINE}\n[[output]]\nname = \"TH1probe\"\nkind = \"AggDay\"\nplugin = \"probe\"\n\
-         inputs = [\"TH1\"]\nunit = \"degC\"\nparams = {{ mode = \"loop\" }}\n"
+         inputs = [\"TH1\"]\nunit = \"degC\"\nparams = {{ mode = \"{mode}\", spin = \"{}\" }}\n",
+        args.spin
     ));
     let tenants = a.dir.join("tenants.toml");
     std::fs::write(
@@ -152,17 +169,22 @@ async fn run(args: &Args, looping: bool) -> Outcome {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
-    let healthy = run(&args, false).await;
-    let looping = run(&args, true).await;
+    let healthy = run(&args, Probe::Healthy).await;
+    let looping = run(&args, Probe::Looping).await;
+    let slow = run(&args, Probe::Slow).await;
     println!(
-        "two tenants × {} sites × {} days; tenant b's fuel per call: {}",
-        args.sites, args.days, args.fuel
+        "two tenants × {} sites × {} days; tenant b's fuel per call: {}; the slow plugin spins {} iterations a call",
+        args.sites, args.days, args.fuel, args.spin
     );
     println!(
         "{:<28} {:>10} {:>10} {:>12} {:>14}",
         "tenant b", "readings", "seconds", "readings/s", "plugin errors"
     );
-    for (label, o) in [("healthy", &healthy), ("looping plugin", &looping)] {
+    for (label, o) in [
+        ("healthy", &healthy),
+        ("looping plugin", &looping),
+        ("slow plugin (under bound)", &slow),
+    ] {
         println!(
             "{:<28} {:>10} {:>10.2} {:>12.0} {:>14}",
             label,
@@ -181,6 +203,9 @@ async fn main() {
             "fuel_per_call": args.fuel,
             "healthy_seconds": healthy.seconds,
             "looping_seconds": looping.seconds,
+            "slow_seconds": slow.seconds,
+            "slow_spin": args.spin,
+            "slow_plugin_errors": slow.plugin_errors,
             "readings": healthy.readings,
             "looping_plugin_errors": looping.plugin_errors,
         })
