@@ -7,7 +7,7 @@ use std::time::Instant;
 use iot_protocol::time::{DAY_MS, STEP_MS};
 
 use crate::config::ValidateArgs;
-use crate::plugin::{PluginHost, PluginLimits, Sample, Window};
+use crate::plugin::{PluginError, PluginHost, PluginLimits, Sample, Window};
 
 /// A fixed day for the probe window: 2024-01-01T00:00Z → 2024-01-02T00:00Z.
 const PROBE_DAY_END: i64 = 1_704_153_600_000;
@@ -51,10 +51,12 @@ fn validate_one(
     let started = Instant::now();
     let mut state = instance
         .init(&args.params, info.min_inputs, window)
-        .map_err(|e| {
-            anyhow::anyhow!(
+        .map_err(|e| match e {
+            // An error the plugin returns from init is most often about its parameters.
+            PluginError::Returned { .. } => anyhow::anyhow!(
                 "{e} (if the plugin needs parameters, pass them with --param key=value)"
-            )
+            ),
+            e => e.into(),
         })?;
     instance.fold(&mut state, window, &samples)?;
     let value = instance.finish(&state, window)?;

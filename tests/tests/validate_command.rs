@@ -108,3 +108,39 @@ fn validate_runs_the_probe_under_the_limits_given() {
     assert_eq!(nan.status.code(), Some(1));
     assert!(stdout(&nan).contains("non-finite"), "{}", stdout(&nan));
 }
+
+#[test]
+fn validate_checks_the_accumulator_against_the_bound_and_says_so() {
+    let huge = validate(
+        &["--param", "mode=huge-init"],
+        &[fixture_plugin("misbehaving")],
+    );
+    assert_eq!(huge.status.code(), Some(1), "{}", stdout(&huge));
+    assert!(
+        stdout(&huge).contains(
+            "accumulator of 16777216 bytes from init, over the bound of 65536 bytes per window"
+        ),
+        "{}",
+        stdout(&huge)
+    );
+
+    // One fold of the probe grows it by 16 KiB: under the default bound, over a 4 KiB one.
+    let growing = [fixture_plugin("misbehaving")];
+    let fits = validate(&["--param", "mode=grow-state"], &growing);
+    assert!(fits.status.success(), "{}", stdout(&fits));
+    assert!(
+        stdout(&fits).contains("(accumulator 16401 bytes, bound 65536 bytes per window)"),
+        "{}",
+        stdout(&fits)
+    );
+    let too_big = validate(
+        &["--max-state-bytes", "4096", "--param", "mode=grow-state"],
+        &growing,
+    );
+    assert_eq!(too_big.status.code(), Some(1), "{}", stdout(&too_big));
+    assert!(
+        stdout(&too_big).contains("from fold, over the bound of 4096 bytes per window"),
+        "{}",
+        stdout(&too_big)
+    );
+}

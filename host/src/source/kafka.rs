@@ -25,6 +25,9 @@ use crate::outage::KAFKA as OUTAGE;
 
 /// How long a seek or a watermark query may wait for the broker.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a partition's seek is retried (a partition just assigned, a broker restarting)
+/// before the host gives up with an error.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(120);
 /// How often the client reports its brokers' states (how an outage's end is seen).
 pub const STATISTICS_INTERVAL_MS: &str = "1000";
 
@@ -170,9 +173,43 @@ impl KafkaSource {
         None
     }
 
+    fn is_assigned(&self, partition: i32) -> bool {
+        self.log
+            .lock()
+            .expect("rebalance log")
+            .assigned
+            .contains(&partition)
+    }
+
     fn caught_up(&self) -> bool {
         let log = self.log.lock().expect("rebalance log");
         !log.assigned.is_empty() && log.assigned.iter().all(|p| self.at_end.contains(p))
+    }
+}
+
+/// A question to the broker about a partition, asked again while the broker cannot answer
+/// (an outage) for up to [`SEEK_TIMEOUT`].
+async fn ask_kafka<T>(
+    what: &str,
+    partition: i32,
+    mut ask: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> anyhow::Result<T> {
+    let deadline = tokio::time::Instant::now() + SEEK_TIMEOUT;
+    loop {
+        match ask() {
+            Ok(answer) => return Ok(answer),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                report_client_error(&e, what);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "Kafka did not say {what} of partition {partition} within {SEEK_TIMEOUT:?}"
+                    )
+                })
+            }
+        }
     }
 }
 
@@ -328,8 +365,9 @@ impl Source for KafkaSource {
     async fn rewind(&mut self, partition: i32, offset: i64) -> anyhow::Result<()> {
         self.batch.retain(|r| r.partition != partition);
         self.at_end.remove(&partition);
-        // The fetcher may still be starting on a partition just assigned: try a few times.
-        let mut attempt = 0;
+        // The fetcher may still be starting on a partition just assigned, or the broker be
+        // busy: retry for a while. A partition taken away meanwhile needs no seek.
+        let deadline = tokio::time::Instant::now() + SEEK_TIMEOUT;
         loop {
             match self.consumer.seek(
                 &self.config.topic,
@@ -338,14 +376,16 @@ impl Source for KafkaSource {
                 METADATA_TIMEOUT,
             ) {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < 20 => {
+                Err(_) if !self.is_assigned(partition) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(partition, offset, "seek failed, retrying: {e}");
-                    attempt += 1;
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
                 Err(e) => {
                     return Err(e).with_context(|| {
-                        format!("cannot move partition {partition} back to offset {offset}")
+                        format!(
+                            "cannot move partition {partition} to offset {offset} within {SEEK_TIMEOUT:?}"
+                        )
                     })
                 }
             }
@@ -353,30 +393,25 @@ impl Source for KafkaSource {
     }
 
     async fn committed_offset(&mut self, partition: i32) -> anyhow::Result<Option<i64>> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&self.config.topic, partition);
-        let committed = self
-            .consumer
-            .committed_offsets(tpl, METADATA_TIMEOUT)
-            .with_context(|| {
-                format!("cannot ask Kafka for the group's offset of partition {partition}")
-            })?;
+        let (consumer, topic) = (&self.consumer, self.config.topic.as_str());
+        let committed = ask_kafka("the group's offset", partition, || {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(topic, partition);
+            consumer.committed_offsets(tpl, METADATA_TIMEOUT)
+        })
+        .await?;
         Ok(committed
-            .find_partition(&self.config.topic, partition)
+            .find_partition(topic, partition)
             .and_then(|p| p.offset().to_raw())
             .filter(|&o| o >= 0))
     }
 
     async fn first_offset(&mut self, partition: i32) -> anyhow::Result<i64> {
-        let (low, _high) = self
-            .consumer
-            .fetch_watermarks(&self.config.topic, partition, METADATA_TIMEOUT)
-            .with_context(|| {
-                format!(
-                    "cannot ask Kafka where partition {partition} of {:?} starts",
-                    self.config.topic
-                )
-            })?;
+        let (consumer, topic) = (&self.consumer, self.config.topic.as_str());
+        let (low, _high) = ask_kafka("where the partition starts", partition, || {
+            consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+        })
+        .await?;
         Ok(low)
     }
 }
