@@ -3,14 +3,15 @@
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use rand::{Rng, SeedableRng};
 use system_tests::fixture::{plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
-use system_tests::live_host::{progress, LiveHost};
+use system_tests::live_host::LiveHost;
 use system_tests::oracle::{self, SentReading};
+use system_tests::progress::Progress;
 use system_tests::redis_read;
 use system_tests::topic::read_all;
 
@@ -19,6 +20,8 @@ const RUN_START_MS: i64 = 1_577_836_800_000;
 const KILLS: usize = 5;
 /// Small batches: many commits, so kills land between and inside them.
 const HOST_BATCH: &str = "40";
+/// How long a started host may take to make its first records durable.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> LiveHost {
     let plugins = plugin_dir();
@@ -64,26 +67,20 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
 
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
     let mut conn = scope.redis_conn().await;
+    let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
     let mut kills = 0;
     while kills < KILLS {
-        let before = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
+        let before = progress.stored().await.expect("Redis answers");
         assert!(
             before < total,
             "the host finished before {KILLS} kills; only {kills} happened (send more readings)"
         );
         let mut host = start_host(&scope, &topics, &log);
         // Kill at a random instant after the host has made some progress.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while progress(&mut conn, &scope, &topics.readings, PARTITIONS).await == before {
-            assert!(
-                Instant::now() < deadline,
-                "the host made no progress in 2 minutes; see {}",
-                log.display()
-            );
-            host.assert_running();
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        progress
+            .wait_for_more(&mut host, None, 1, PROGRESS_TIMEOUT, "before a kill")
+            .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
         if host.has_exited() {
             break; // it finished before the kill
@@ -102,10 +99,7 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
         "the last run ends cleanly; see {}",
         log.display()
     );
-    assert_eq!(
-        progress(&mut conn, &scope, &topics.readings, PARTITIONS).await,
-        total
-    );
+    assert_eq!(progress.stored().await, Some(total));
 
     let expected = oracle::expected(&sent);
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
@@ -172,10 +166,8 @@ async fn a_host_restarted_on_a_redis_that_lost_its_data_rebuilds_from_the_start_
     };
     run_to_the_end("first").await;
     let mut conn = scope.redis_conn().await;
-    assert_eq!(
-        progress(&mut conn, &scope, &topics.readings, PARTITIONS).await,
-        sent.len() as i64
-    );
+    let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
+    assert_eq!(progress.stored().await, Some(sent.len() as i64));
 
     // Redis loses everything of this host; Kafka keeps the group's committed offsets.
     scope.delete_keys().await;

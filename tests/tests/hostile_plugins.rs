@@ -17,6 +17,7 @@ use system_tests::fixture::{fixture_plugin, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::{HostFiles, LiveHost};
 use system_tests::oracle::{self, SentReading, SeriesValues};
+use system_tests::progress::checkpoint_key;
 use system_tests::redis_read;
 use system_tests::topic::read_all;
 
@@ -297,7 +298,7 @@ async fn hostile_plugins_fail_only_their_own_outputs_and_the_healthy_tenant_stay
 
     // No checkpoint carries a hostile accumulator.
     for p in 0..PARTITIONS {
-        let key = format!("{}_checkpoint:{}:{p}", scope.key_prefix(), topics.readings);
+        let key = checkpoint_key(&scope, &topics.readings, p);
         let len: usize = redis::cmd("STRLEN")
             .arg(&key)
             .query_async(&mut conn)

@@ -15,11 +15,10 @@ use std::time::Duration;
 use iot_simulator::SimConfig;
 use system_tests::fixture::{fixture_plugin, plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
-use system_tests::live_host::{
-    progress, wait_until_stored, HostFiles, LiveHost, REFERENCE_PIPELINE,
-};
+use system_tests::live_host::{HostFiles, LiveHost, REFERENCE_PIPELINE};
 use system_tests::load::Load;
 use system_tests::oracle::{self, Expected, SentReading, SeriesValues};
+use system_tests::progress::Progress;
 use system_tests::redis_read;
 use system_tests::topic::read_all;
 
@@ -44,6 +43,8 @@ const DAYS_STORED_AFTER: i64 = 6_000;
 /// Generous: a plugin build of the debug host on a busy two-core machine takes seconds; the
 /// load keeps running while the test waits, so a slow machine only makes the run longer.
 const EVENT_TIMEOUT: Duration = Duration::from_secs(300);
+/// Generous: draining what the load published after it stopped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 type Key = (String, String, String);
 
@@ -57,48 +58,11 @@ fn fleet(scope: &TestScope) -> SimConfig {
     }
 }
 
-/// Stops the load, then waits for the host to store every record it sent; returns what was
-/// sent, read back from the topic.
-async fn store_all(
-    host: &mut LiveHost,
-    conn: &mut redis::aio::MultiplexedConnection,
-    scope: &TestScope,
-    topics: &SystemTopics,
-    load: Load,
-) -> Vec<SentReading> {
-    load.stop().await;
-    let sent = sent(scope, topics);
-    wait_until_stored(host, conn, scope, topics, PARTITIONS, sent.len() as i64).await;
-    sent
-}
-
 fn sent(scope: &TestScope, topics: &SystemTopics) -> Vec<SentReading> {
     read_all(&scope.services.kafka_bootstrap, &topics.readings)
         .iter()
         .map(|r| oracle::sent_reading(r).expect("the simulator sends JSON readings"))
         .collect()
-}
-
-/// Waits until the host has stored at least `at_least` records, while the load runs.
-async fn wait_for_progress(
-    host: &mut LiveHost,
-    load: &mut Load,
-    conn: &mut redis::aio::MultiplexedConnection,
-    scope: &TestScope,
-    topics: &SystemTopics,
-    at_least: i64,
-) {
-    let deadline = std::time::Instant::now() + EVENT_TIMEOUT;
-    while progress(conn, scope, &topics.readings, PARTITIONS).await < at_least {
-        host.assert_running();
-        load.assert_running().await;
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the host did not store {at_least} records within {EVENT_TIMEOUT:?}; see {}",
-            host.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Every series in `expected` except `skip` is stored exactly.
@@ -175,6 +139,7 @@ struct UnderLoad {
     log: PathBuf,
     host: Option<LiveHost>,
     conn: redis::aio::MultiplexedConnection,
+    progress: Progress,
     load: Load,
     /// One run under load at a time: parallel runs on a small machine would starve each
     /// other's host.
@@ -193,6 +158,7 @@ impl UnderLoad {
         let files = HostFiles::reference(&scope);
         let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
         let conn = scope.redis_conn().await;
+        let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
         let load = Load::start(&scope, &topics.readings, fleet(&scope), STEPS_PER_SECOND);
         let mut run = UnderLoad {
             scope,
@@ -201,25 +167,30 @@ impl UnderLoad {
             log,
             host: None,
             conn,
+            progress,
             load,
             _serial: serial,
         };
         run.start_host().await;
-        run.wait_for_progress(FIRST_DAYS_STORED).await;
+        let host = run.host.as_mut().expect("the host runs");
+        run.progress
+            .wait_until(
+                host,
+                Some(&mut run.load),
+                FIRST_DAYS_STORED,
+                EVENT_TIMEOUT,
+                "the first days, before a deploy",
+            )
+            .await;
         run
     }
 
-    async fn wait_for_progress(&mut self, at_least: i64) {
+    /// Waits, under load, until `more` records beyond now are stored.
+    async fn wait_for_more_stored(&mut self, more: i64, what: &str) {
         let host = self.host.as_mut().expect("the host runs");
-        wait_for_progress(
-            host,
-            &mut self.load,
-            &mut self.conn,
-            &self.scope,
-            &self.topics,
-            at_least,
-        )
-        .await;
+        self.progress
+            .wait_for_more(host, Some(&mut self.load), more, EVENT_TIMEOUT, what)
+            .await;
     }
 
     async fn start_host(&mut self) {
@@ -249,20 +220,9 @@ impl UnderLoad {
         self.load.assert_running().await;
     }
 
-    async fn progress(&mut self) -> i64 {
-        progress(
-            &mut self.conn,
-            &self.scope,
-            &self.topics.readings,
-            PARTITIONS,
-        )
-        .await
-    }
-
     /// kill -9 once `more` records were stored after now, then a restart; the load runs on.
     async fn crash_and_restart_after(&mut self, more: i64) {
-        let now = self.progress().await;
-        self.wait_for_progress(now + more).await;
+        self.wait_for_more_stored(more, "before a kill").await;
         self.host.take().expect("the host runs").kill();
         self.start_host().await;
     }
@@ -270,17 +230,20 @@ impl UnderLoad {
     /// Lets the host store a few more days under load, stops the load, waits until the host
     /// stored all of it, stops the host, and returns what was sent and what Redis holds.
     async fn finish(mut self) -> Finished {
-        let now = self.progress().await;
-        self.wait_for_progress(now + DAYS_STORED_AFTER).await;
+        self.wait_for_more_stored(DAYS_STORED_AFTER, "after the last event")
+            .await;
         let mut host = self.host.take().expect("the host runs");
-        let sent = store_all(
-            &mut host,
-            &mut self.conn,
-            &self.scope,
-            &self.topics,
-            self.load,
-        )
-        .await;
+        self.load.stop().await;
+        let sent = sent(&self.scope, &self.topics);
+        self.progress
+            .wait_until(
+                &mut host,
+                None,
+                sent.len() as i64,
+                DRAIN_TIMEOUT,
+                "everything the load sent",
+            )
+            .await;
         host.stop().await;
         let stored = redis_read::all_series(&mut self.conn, &self.scope.key_prefix()).await;
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();

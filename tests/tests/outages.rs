@@ -8,7 +8,7 @@
 //! at services of your own they are skipped, saying so). The stack runs Redis with an
 //! append-only file (see `scripts/stack`), so a killed Redis comes back with its data.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use iot_simulator::SimConfig;
 use rand::{Rng, SeedableRng};
@@ -17,6 +17,7 @@ use system_tests::harness::SystemTopics;
 use system_tests::live_host::{LiveHost, REFERENCE_PIPELINE};
 use system_tests::load::Load;
 use system_tests::oracle::{self, SentReading};
+use system_tests::progress::Progress;
 use system_tests::redis_read;
 use system_tests::topic::read_all;
 
@@ -47,37 +48,13 @@ fn local_stack_or_skip(test: &str) -> bool {
     local
 }
 
-/// The checkpointed offsets of every partition, summed; `None` while Redis is away.
-async fn stored_records(scope: &TestScope, topic: &str) -> Option<i64> {
-    let mut conn = tokio::time::timeout(
-        Duration::from_secs(2),
-        scope.redis().get_multiplexed_async_connection(),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    let mut total = 0;
-    for p in 0..PARTITIONS {
-        let key = format!("{}_checkpoint:{topic}:{p}", scope.key_prefix());
-        let json: Option<String> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        if let Some(json) = json {
-            let v: serde_json::Value = serde_json::from_str(&json).ok()?;
-            total += v["next_offset"].as_i64()?;
-        }
-    }
-    Some(total)
-}
-
 /// A live host on the reference plugins under a load that runs until stopped.
 struct Run {
     scope: TestScope,
     topics: SystemTopics,
     host: LiveHost,
     load: Load,
+    progress: Progress,
     log: std::path::PathBuf,
 }
 
@@ -112,7 +89,9 @@ impl Run {
             site_prefix: format!("{}-s", scope.id),
         };
         let load = Load::start(&scope, &topics.readings, fleet, STEPS_PER_SECOND);
+        let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
         Run {
+            progress,
             scope,
             topics,
             host,
@@ -122,26 +101,17 @@ impl Run {
     }
 
     /// Waits until the host has stored `more` records beyond what it had stored when
-    /// called, while the load runs; panics naming what did not happen.
+    /// called (or when Redis first answers), while the load runs.
     async fn wait_for_more_stored(&mut self, more: i64, after: &str) {
-        let deadline = Instant::now() + RESUME_TIMEOUT;
-        let mut start = None;
-        loop {
-            self.host.assert_running();
-            self.load.assert_running().await;
-            if let Some(now) = stored_records(&self.scope, &self.topics.readings).await {
-                let from = *start.get_or_insert(now);
-                if now >= from + more {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the host did not store {more} more records within {RESUME_TIMEOUT:?} {after}; see {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.progress
+            .wait_for_more(
+                &mut self.host,
+                Some(&mut self.load),
+                more,
+                RESUME_TIMEOUT,
+                after,
+            )
+            .await;
     }
 
     /// Stops the load, waits until the host stored every record, stops the host, and
@@ -156,16 +126,15 @@ impl Run {
                 .map(|r| oracle::sent_reading(r).expect("the simulator sends JSON readings"))
                 .collect();
         let total = sent.len() as i64;
-        let deadline = Instant::now() + RESUME_TIMEOUT;
-        while stored_records(&self.scope, &self.topics.readings).await != Some(total) {
-            self.host.assert_running();
-            assert!(
-                Instant::now() < deadline,
-                "the host did not store all {total} records within {RESUME_TIMEOUT:?}; see {}",
-                self.log.display()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.progress
+            .wait_until(
+                &mut self.host,
+                None,
+                total,
+                RESUME_TIMEOUT,
+                "everything the load sent",
+            )
+            .await;
         self.host.stop().await;
         let expected = oracle::expected(&sent);
         let stored =

@@ -8,11 +8,10 @@ use std::time::Duration;
 use iot_simulator::SimConfig;
 use system_tests::fixture::{fixture_plugin, TestScope};
 use system_tests::harness::SystemTopics;
-use system_tests::live_host::{
-    progress, wait_until_stored, HostFiles, LiveHost, REFERENCE_PIPELINE,
-};
+use system_tests::live_host::{HostFiles, LiveHost, REFERENCE_PIPELINE};
 use system_tests::load::Load;
 use system_tests::oracle::{self, SentReading, SeriesValues};
+use system_tests::progress::Progress;
 use system_tests::redis_read;
 use system_tests::topic::read_all;
 
@@ -34,6 +33,8 @@ const MARK_V2: f64 = 2_000_000.0;
 const FUEL_PER_CALL: &str = "5000000";
 /// Generous: the load runs on while the test waits, so a slow machine only takes longer.
 const TIMEOUT: Duration = Duration::from_secs(300);
+/// Generous: draining what the load published after it stopped.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The reference pipeline plus `TH1probe`: the sum of TH1 computed by the plugin `probe`,
 /// whose parameters ask the misbehaving fixture to loop (other builds ignore them).
@@ -73,7 +74,8 @@ async fn a_looping_build_fails_only_its_output_and_a_fixed_build_recovers_every_
     host.wait_for_log("watching for new plugin builds", 1, TIMEOUT)
         .await;
     let mut conn = scope.redis_conn().await;
-    let load = Load::start(
+    let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
+    let mut load = Load::start(
         &scope,
         &topics.readings,
         SimConfig {
@@ -85,36 +87,44 @@ async fn a_looping_build_fails_only_its_output_and_a_fixed_build_recovers_every_
         },
         STEPS_PER_SECOND,
     );
-    wait_for_progress(&mut host, &mut conn, &scope, &topics, STORED_BEFORE_FAULT).await;
+    progress
+        .wait_until(
+            &mut host,
+            Some(&mut load),
+            STORED_BEFORE_FAULT,
+            TIMEOUT,
+            "before the faulty build",
+        )
+        .await;
 
     files.deploy("probe", &fixture_plugin("misbehaving"));
     host.wait_for_log("quarantined after", 1, TIMEOUT).await;
     files.deploy("probe", &fixture_plugin("sum-marked-v2"));
     host.wait_for_log("applied a new build", 2, TIMEOUT).await;
     assert!(load.is_running(), "the load ended before it was stopped");
-    let now = progress(&mut conn, &scope, &topics.readings, PARTITIONS).await;
-    wait_for_progress(
-        &mut host,
-        &mut conn,
-        &scope,
-        &topics,
-        now + STORED_AFTER_FIX,
-    )
-    .await;
+    progress
+        .wait_for_more(
+            &mut host,
+            Some(&mut load),
+            STORED_AFTER_FIX,
+            TIMEOUT,
+            "after the fixed build",
+        )
+        .await;
     load.stop().await;
     let sent: Vec<SentReading> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
         .iter()
         .map(|r| oracle::sent_reading(r).unwrap())
         .collect();
-    wait_until_stored(
-        &mut host,
-        &mut conn,
-        &scope,
-        &topics,
-        PARTITIONS,
-        sent.len() as i64,
-    )
-    .await;
+    progress
+        .wait_until(
+            &mut host,
+            None,
+            sent.len() as i64,
+            DRAIN_TIMEOUT,
+            "everything the load sent",
+        )
+        .await;
     host.stop().await;
 
     // The faults were reported: held windows with the fuel error, then the quarantine.
@@ -174,26 +184,6 @@ async fn a_looping_build_fails_only_its_output_and_a_fixed_build_recovers_every_
         );
     }
     let _ = std::fs::remove_file(&log);
-}
-
-/// Waits until the host has stored at least `at_least` records.
-async fn wait_for_progress(
-    host: &mut LiveHost,
-    conn: &mut redis::aio::MultiplexedConnection,
-    scope: &TestScope,
-    topics: &SystemTopics,
-    at_least: i64,
-) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while progress(conn, scope, &topics.readings, PARTITIONS).await < at_least {
-        host.assert_running();
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the host did not store {at_least} records within {TIMEOUT:?}; see {}",
-            host.log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sum of the day's TH1 readings (arrival order) plus the marker, for each day TH1 has.

@@ -35,7 +35,8 @@ use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
 use system_tests::fixture::{fixture_plugin, plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
-use system_tests::live_host::{progress, wait_until_stored, HostFiles, LiveHost};
+use system_tests::live_host::{HostFiles, LiveHost};
+use system_tests::progress::Progress;
 
 /// Outputs the reference pipeline computes with `sum`.
 const SUM_OUTPUTS: [&str; 5] = ["HVAC1", "HVAC2", "MiAC1", "MiAC2", "W1"];
@@ -312,7 +313,6 @@ async fn main() {
     let topics = SystemTopics::create(&mut scope, args.partitions).await;
     let files = HostFiles::reference(&scope);
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
-    let mut conn = scope.redis_conn().await;
     let bootstrap = scope.services.kafka_bootstrap.clone();
 
     let stop_watch = Arc::new(AtomicBool::new(false));
@@ -375,7 +375,8 @@ async fn main() {
         .set("group.id", format!("bench-swap-watermarks-{}", scope.id))
         .create()
         .expect("Kafka consumer");
-    let progress_start = progress(&mut conn, &scope, &topics.readings, args.partitions).await;
+    let progress = Progress::new(&scope, &topics.readings, args.partitions);
+    let progress_start = progress.stored().await.expect("Redis answers");
     let phase_start = Instant::now();
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -416,7 +417,7 @@ async fn main() {
         host.wait_for_log("new build live", i + 1, SWAP_TIMEOUT)
             .await;
         let lag_after = published(&watermarks, &topics.readings, args.partitions)
-            - progress(&mut conn, &scope, &topics.readings, args.partitions).await;
+            - progress.stored().await.expect("Redis answers");
         swaps.push(Swap {
             to_marked,
             renamed_at,
@@ -441,7 +442,7 @@ async fn main() {
         }
     }
     let phase = phase_start.elapsed().as_secs_f64();
-    let progress_end = progress(&mut conn, &scope, &topics.readings, args.partitions).await;
+    let progress_end = progress.stored().await.expect("Redis answers");
     let published_end = published(&watermarks, &topics.readings, args.partitions);
     let sustained = (progress_end - progress_start) as f64 / phase;
 
@@ -450,15 +451,15 @@ async fn main() {
     let report = publisher.await.expect("the publisher ran");
     assert!(report.failure.is_none(), "{:?}", report.failure);
     let total = published(&watermarks, &topics.readings, args.partitions);
-    wait_until_stored(
-        &mut host,
-        &mut conn,
-        &scope,
-        &topics,
-        args.partitions,
-        total,
-    )
-    .await;
+    progress
+        .wait_until(
+            &mut host,
+            None,
+            total,
+            Duration::from_secs(600),
+            "everything published",
+        )
+        .await;
     host.stop().await;
     stop_watch.store(true, Ordering::Relaxed);
     watcher.join().expect("the aggregates watcher ran");

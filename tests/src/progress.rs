@@ -1,0 +1,129 @@
+//! How far a host under test has got: the records its checkpoints say are durable.
+//!
+//! The one place tests read the host's checkpoints, so a change of checkpoint layout
+//! changes one function ([`checkpointed_offset`]). Waits here keep checking that the host
+//! (and the load, when there is one) still run, so a test that waits for progress fails
+//! at once, naming the cause, instead of at its deadline.
+
+use std::time::{Duration, Instant};
+
+use crate::fixture::TestScope;
+use crate::live_host::LiveHost;
+use crate::load::Load;
+
+/// How often a wait asks Redis again.
+const POLL: Duration = Duration::from_millis(50);
+/// How long one question to Redis may take before it counts as "Redis does not answer"
+/// (during an outage test it may be down).
+const ASK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The checkpoints of one input topic under one test's key prefix.
+pub struct Progress {
+    client: redis::Client,
+    keys: Vec<String>,
+}
+
+impl Progress {
+    pub fn new(scope: &TestScope, topic: &str, partitions: i32) -> Progress {
+        let keys = (0..partitions)
+            .map(|p| checkpoint_key(scope, topic, p))
+            .collect();
+        Progress {
+            client: scope.redis(),
+            keys,
+        }
+    }
+
+    /// Records made durable over all partitions: the sum of the checkpointed next offsets
+    /// (the topics tests use start at offset 0). `None` while Redis does not answer.
+    pub async fn stored(&self) -> Option<i64> {
+        tokio::time::timeout(ASK_TIMEOUT, self.ask()).await.ok()?
+    }
+
+    async fn ask(&self) -> Option<i64> {
+        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+        let mut total = 0;
+        for key in &self.keys {
+            let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(key)
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            if let Some(bytes) = bytes {
+                total += checkpointed_offset(key, &bytes);
+            }
+        }
+        Some(total)
+    }
+
+    /// Waits until at least `at_least` records are durable. Fails at once if the host or
+    /// the load stopped, and after `deadline` naming `what` it was waiting for.
+    pub async fn wait_until(
+        &self,
+        host: &mut LiveHost,
+        mut load: Option<&mut Load>,
+        at_least: i64,
+        deadline: Duration,
+        what: &str,
+    ) {
+        let until = Instant::now() + deadline;
+        loop {
+            if self.stored().await.is_some_and(|n| n >= at_least) {
+                return;
+            }
+            host.assert_running();
+            if let Some(load) = load.as_deref_mut() {
+                load.assert_running().await;
+            }
+            assert!(
+                Instant::now() < until,
+                "the host did not store {at_least} records ({what}) within {deadline:?}; \
+                 it stored {:?}; see {}",
+                self.stored().await,
+                host.log.display()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until `more` records beyond what is durable now are durable; "now" is the
+    /// first answer Redis gives, should it be down when the wait starts.
+    pub async fn wait_for_more(
+        &self,
+        host: &mut LiveHost,
+        mut load: Option<&mut Load>,
+        more: i64,
+        deadline: Duration,
+        what: &str,
+    ) {
+        let until = Instant::now() + deadline;
+        let now = loop {
+            if let Some(now) = self.stored().await {
+                break now;
+            }
+            host.assert_running();
+            assert!(
+                Instant::now() < until,
+                "Redis did not answer within {deadline:?} ({what})"
+            );
+            tokio::time::sleep(POLL).await;
+        };
+        let left = until.saturating_duration_since(Instant::now());
+        self.wait_until(host, load.as_deref_mut(), now + more, left, what)
+            .await;
+    }
+}
+
+/// Where the host keeps the checkpoint of `topic`'s `partition`.
+pub fn checkpoint_key(scope: &TestScope, topic: &str, partition: i32) -> String {
+    format!("{}_checkpoint:{topic}:{partition}", scope.key_prefix())
+}
+
+/// The next offset a stored checkpoint names: everything before it is durable.
+fn checkpointed_offset(key: &str, bytes: &[u8]) -> i64 {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{key} is not a checkpoint: {e}"));
+    value["next_offset"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{key} names no next_offset"))
+}
