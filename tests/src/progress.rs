@@ -91,7 +91,7 @@ impl Progress {
     pub async fn wait_for_more(
         &self,
         host: &mut LiveHost,
-        mut load: Option<&mut Load>,
+        load: Option<&mut Load>,
         more: i64,
         deadline: Duration,
         what: &str,
@@ -109,7 +109,7 @@ impl Progress {
             tokio::time::sleep(POLL).await;
         };
         let left = until.saturating_duration_since(Instant::now());
-        self.wait_until(host, load.as_deref_mut(), now + more, left, what)
+        self.wait_until(host, load, now + more, left, what)
             .await;
     }
 }
