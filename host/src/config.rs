@@ -32,6 +32,7 @@ pub mod defaults {
     /// Records per batch: large enough to amortise a Redis transaction, small enough that
     /// a batch is stored within tens of milliseconds.
     pub const BATCH_SIZE: usize = 5000;
+    pub const MAX_BATCHES_IN_FLIGHT: usize = crate::runner::DEFAULT_MAX_IN_FLIGHT;
     pub const HTTP: &str = "127.0.0.1:8080";
     pub const FUEL_PER_CALL: u64 = crate::plugin::PluginLimits::DEFAULT_FUEL_PER_CALL;
     pub const MAX_MEMORY_MIB: usize = crate::plugin::PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20;
@@ -123,6 +124,10 @@ pub struct Cli {
     /// Records per batch (one Redis transaction per batch).
     #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     pub batch_size: usize,
+    /// Batches folded ahead of the one being written to Redis; the host waits for Redis
+    /// when this many are waiting (it bounds memory and what a crash re-reads).
+    #[arg(long, default_value_t = defaults::MAX_BATCHES_IN_FLIGHT)]
+    pub max_batches_in_flight: usize,
     /// Address of the live page, or `off`.
     #[arg(long, env = "IOT_HTTP", default_value = defaults::HTTP)]
     pub http: String,
@@ -165,6 +170,7 @@ struct FileConfig {
     out_of_orderness: Option<String>,
     max_record_bytes: Option<usize>,
     batch_size: Option<usize>,
+    max_batches_in_flight: Option<usize>,
     http: Option<String>,
 }
 
@@ -192,6 +198,7 @@ pub struct HostConfig {
     pub out_of_orderness: Duration,
     pub max_record_bytes: usize,
     pub batch_size: usize,
+    pub max_batches_in_flight: usize,
     /// Where the live page listens; `None` when `--http off`.
     pub http: Option<std::net::SocketAddr>,
     pub exit_when_caught_up: bool,
@@ -288,6 +295,13 @@ impl HostConfig {
                 file.max_record_bytes,
             ),
             batch_size: pick(matches, "batch_size", cli.batch_size, file.batch_size),
+            max_batches_in_flight: pick(
+                matches,
+                "max_batches_in_flight",
+                cli.max_batches_in_flight,
+                file.max_batches_in_flight,
+            )
+            .max(1),
             http: parse_http(&pick(matches, "http", cli.http, file.http))?,
             exit_when_caught_up: cli.exit_when_caught_up,
         })

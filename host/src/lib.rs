@@ -9,7 +9,9 @@
 //! - [`source`], [`store`], [`publish`]: Kafka in, RedisTimeSeries and Kafka out.
 //! - [`outage`]: Kafka and Redis outages, logged once when they start and once when they end.
 //! - [`live`]: the live page, pushing points over a WebSocket as they are stored.
-//! - [`runner`]: the batch loop wiring them together; [`config`]: flags and file.
+//! - [`runner`]: the batch loop wiring them together, a fold side and a durable side
+//!   running concurrently; [`profile`]: where its time goes, per stage.
+//! - [`config`]: flags and file.
 
 pub mod config;
 pub mod engine;
@@ -17,6 +19,7 @@ pub mod live;
 pub mod outage;
 pub mod pipeline;
 pub mod plugin;
+pub mod profile;
 pub mod publish;
 pub mod reload;
 pub mod runner;

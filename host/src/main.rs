@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(kafka = %config.kafka, group = %config.group, topic = %config.readings_topic, redis = %config.redis, "host running; Ctrl-C stops it");
     let options = RunOptions {
         max_batch: config.batch_size,
+        max_in_flight: config.max_batches_in_flight,
         exit_when_caught_up: config.exit_when_caught_up,
         ..RunOptions::default()
     };

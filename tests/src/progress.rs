@@ -109,8 +109,7 @@ impl Progress {
             tokio::time::sleep(POLL).await;
         };
         let left = until.saturating_duration_since(Instant::now());
-        self.wait_until(host, load, now + more, left, what)
-            .await;
+        self.wait_until(host, load, now + more, left, what).await;
     }
 }
 

@@ -33,6 +33,7 @@ pub use tenant::{SwapReport, QUARANTINE_AFTER};
 
 use crate::pipeline::{InputSource, Pipeline};
 use crate::plugin::{LoadedPlugin, PluginError, PluginHost, PluginInstance, Sample, Window};
+use crate::profile::Stage;
 use crate::tenant::{SiteMatcher, TenantBuild};
 use series::SeriesRegistry;
 use site::{DayState, SiteState, Slot};
@@ -522,6 +523,11 @@ impl Engine {
     /// allowed lateness, and returns the batch's effects with a checkpoint per touched
     /// partition.
     pub fn finish_batch(&mut self) -> Effects {
+        Stage::Fold.time(|| self.fold_touched_sites());
+        Stage::Checkpoint.time(|| self.take_effects())
+    }
+
+    fn fold_touched_sites(&mut self) {
         let mut touched: Vec<String> = self
             .sites
             .iter()
@@ -536,6 +542,10 @@ impl Engine {
                 .expect("touched site exists")
                 .touched = false;
         }
+    }
+
+    /// The batch's effects, with a checkpoint of each partition that needs one.
+    fn take_effects(&mut self) -> Effects {
         // Only partitions whose offset moved (or whose windows a swap changed) get a new
         // checkpoint.
         let mut partitions: Vec<i32> = Vec::new();

@@ -31,6 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::{Store, StoreError};
 use crate::engine::{Effects, PartitionCheckpoint, SeriesDef};
 use crate::outage::REDIS as OUTAGE;
+use crate::profile::Stage;
 
 /// TS.MADD arguments per command: large enough to amortise the round trip, small enough to
 /// keep Redis responsive to other clients.
@@ -327,7 +328,7 @@ impl RedisStore {
         } else {
             self.create_series(&effects.new_series).await?;
         }
-        let pipe = self.transaction(effects)?;
+        let pipe = Stage::Encode.time(|| self.transaction(effects))?;
         let mut conn = self.conn.clone();
         // TS.MADD reports a failed sample inside its reply, not as a command error.
         let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;

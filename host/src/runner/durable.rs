@@ -1,0 +1,215 @@
+//! The durable side of the pipeline: makes batches durable in the order the fold side hands
+//! them over, while the fold side goes on with the next ones.
+//!
+//! Guarantees: batches become durable one at a time, in the order they were submitted (so
+//! each partition's batches in order). For each batch its topic records are acknowledged
+//! first, then its samples and checkpoints are written in one store transaction, then it is
+//! reported [`Report::Durable`] and the observer hears of it; the fold side commits source
+//! offsets only on that report. A checkpoint therefore never names an offset whose samples
+//! are not stored, however many batches are in flight, and a crash at any instant leaves the
+//! store at the end of some batch of each partition. Questions to the store (a checkpoint,
+//! an archived build) are jobs like batches: answered after every batch submitted before
+//! them is durable.
+//!
+//! Duties of the caller: at most `max_in_flight` jobs wait (the channel's bound is the
+//! backpressure that keeps memory flat however large the backlog). After a
+//! [`Report::Lost`] it forgets the state those batches were built on and sends
+//! [`Durability::resync`] before submitting anything built on the rebuilt state.
+//!
+//! Partitioning: one durable side per host, for every partition the host owns.
+//!
+//! Errors: the store retries outages itself. A store that lost data
+//! ([`StoreError::DataLost`]) is reported as [`Report::Lost`], and the batches already
+//! submitted after it are discarded (they were built on the lost state) until the resync.
+//! Any other error ends the durable side with that error, and the host stops.
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::CommitObserver;
+use crate::engine::{Effects, PartitionCheckpoint};
+use crate::profile::Stage;
+use crate::publish::Publisher;
+use crate::store::{Store, StoreError};
+
+/// Batches that may wait for the durable side by default: enough that folding never waits
+/// for one round trip to Redis, few enough that a crash re-reads little and memory stays
+/// small (each holds one batch's samples, records and checkpoints).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
+
+pub(super) enum Job {
+    Batch(Effects),
+    LoadCheckpoint(
+        i32,
+        oneshot::Sender<anyhow::Result<Option<PartitionCheckpoint>>>,
+    ),
+    LoadBuild(String, oneshot::Sender<anyhow::Result<Option<Vec<u8>>>>),
+    /// Answered once every job before it is done.
+    Flush(oneshot::Sender<()>),
+    /// The fold side rebuilt its state after a [`Report::Lost`]: write batches again.
+    Resync,
+}
+
+/// What the durable side tells the fold side, in batch order.
+pub(super) enum Report {
+    /// A batch is durable: these (partition, next offset) may be committed to the source.
+    Durable(Vec<(i32, i64)>),
+    /// The store lost data; batches are discarded until the resync.
+    Lost(anyhow::Error),
+}
+
+/// The fold side's handle on the durable side.
+pub(super) struct Durability {
+    jobs: mpsc::Sender<Job>,
+    reports: mpsc::UnboundedReceiver<Report>,
+}
+
+/// The durable side's ends of the channels.
+pub(super) struct DurableEnds {
+    jobs: mpsc::Receiver<Job>,
+    reports: mpsc::UnboundedSender<Report>,
+}
+
+pub(super) fn channel(max_in_flight: usize) -> (Durability, DurableEnds) {
+    let (jobs_tx, jobs_rx) = mpsc::channel(max_in_flight.max(1));
+    let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+    (
+        Durability {
+            jobs: jobs_tx,
+            reports: reports_rx,
+        },
+        DurableEnds {
+            jobs: jobs_rx,
+            reports: reports_tx,
+        },
+    )
+}
+
+/// The durable side ended (on an error, which the runner returns instead of this).
+fn stopped() -> anyhow::Error {
+    anyhow::anyhow!("the durable side of the pipeline stopped")
+}
+
+impl Durability {
+    /// Hands a batch over; waits only while the most batches allowed are in flight.
+    pub async fn submit(&mut self, effects: Effects) -> anyhow::Result<()> {
+        if effects.is_empty() {
+            return Ok(());
+        }
+        match self.jobs.try_send(Job::Batch(effects)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                let _waiting = Stage::Backpressure.start();
+                self.jobs.send(job).await.map_err(|_| stopped())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
+        }
+    }
+
+    async fn ask<T>(&mut self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> anyhow::Result<T> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(job(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
+    }
+
+    /// A partition's checkpoint, as it is once every batch submitted so far is durable.
+    pub async fn load_checkpoint(
+        &mut self,
+        partition: i32,
+    ) -> anyhow::Result<Option<PartitionCheckpoint>> {
+        self.ask(|reply| Job::LoadCheckpoint(partition, reply))
+            .await?
+    }
+
+    pub async fn load_build(&mut self, hash: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ask(|reply| Job::LoadBuild(hash.to_owned(), reply))
+            .await?
+    }
+
+    /// Waits until every batch submitted so far is durable (or discarded); their reports
+    /// are then waiting in [`Durability::try_report`].
+    pub async fn flush(&mut self) -> anyhow::Result<()> {
+        self.ask(Job::Flush).await
+    }
+
+    pub async fn resync(&mut self) -> anyhow::Result<()> {
+        self.jobs.send(Job::Resync).await.map_err(|_| stopped())
+    }
+
+    /// The next report; pending forever once the durable side is gone (the runner then
+    /// returns its error).
+    pub async fn next_report(&mut self) -> Report {
+        match self.reports.recv().await {
+            Some(report) => report,
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn try_report(&mut self) -> Option<Report> {
+        self.reports.try_recv().ok()
+    }
+}
+
+/// Runs the durable side until the fold side drops its [`Durability`] (after a flush, so
+/// nothing is left) or an error that is not a data loss.
+pub(super) async fn run<T: Store, P: Publisher, O: CommitObserver>(
+    ends: DurableEnds,
+    store: &mut T,
+    publisher: &mut P,
+    observer: &mut O,
+) -> anyhow::Result<()> {
+    let DurableEnds { mut jobs, reports } = ends;
+    let mut discarding = false;
+    while let Some(job) = jobs.recv().await {
+        match job {
+            Job::Batch(_) if discarding => {} // built on the state the store lost
+            Job::Batch(effects) => match make_durable(&effects, store, publisher).await {
+                Ok(()) => {
+                    observer.committed(&effects);
+                    let offsets = effects
+                        .checkpoints
+                        .iter()
+                        .map(|c| (c.partition, c.next_offset))
+                        .collect();
+                    let _ = reports.send(Report::Durable(offsets));
+                }
+                Err(error) if is_data_loss(&error) => {
+                    discarding = true;
+                    let _ = reports.send(Report::Lost(error));
+                }
+                Err(error) => return Err(error),
+            },
+            Job::Resync => discarding = false,
+            Job::LoadCheckpoint(partition, reply) => {
+                let _ = reply.send(store.load_checkpoint(partition).await);
+            }
+            Job::LoadBuild(hash, reply) => {
+                let _ = reply.send(store.load_plugin_build(&hash).await);
+            }
+            Job::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_data_loss(error: &anyhow::Error) -> bool {
+    matches!(
+        error.downcast_ref::<StoreError>(),
+        Some(StoreError::DataLost { .. })
+    )
+}
+
+/// Records first (at least once), then samples and checkpoints in one transaction.
+async fn make_durable<T: Store, P: Publisher>(
+    effects: &Effects,
+    store: &mut T,
+    publisher: &mut P,
+) -> anyhow::Result<()> {
+    if !effects.records.is_empty() {
+        let _publishing = Stage::Publish.start();
+        publisher.publish(&effects.records).await?;
+    }
+    let _storing = Stage::Store.start();
+    store.commit(effects).await
+}
