@@ -31,7 +31,8 @@ pub enum Stage {
     Encode,
     /// The store's round trips: the transaction and the checks before it.
     Store,
-    /// Committing source offsets after a batch became durable.
+    /// Committing source offsets after a batch became durable (on the fold side, which
+    /// owns the source).
     Commit,
 }
 
@@ -65,10 +66,13 @@ impl Stage {
     /// Which side of the pipeline runs the stage.
     pub fn side(self) -> &'static str {
         match self {
-            Stage::Read | Stage::Accept | Stage::Fold | Stage::Checkpoint | Stage::Backpressure => {
-                "fold"
-            }
-            Stage::Publish | Stage::Encode | Stage::Store | Stage::Commit => "durable",
+            Stage::Read
+            | Stage::Accept
+            | Stage::Fold
+            | Stage::Checkpoint
+            | Stage::Backpressure
+            | Stage::Commit => "fold",
+            Stage::Publish | Stage::Encode | Stage::Store => "durable",
         }
     }
 

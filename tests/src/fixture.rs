@@ -339,6 +339,37 @@ impl LocalService {
     }
 }
 
+/// A local service stopped with SIGSTOP: it keeps its connections but answers nothing, as
+/// a starved or stalled server would. Continued (SIGCONT) when dropped, also when the test
+/// panics, so the services of the tests after it keep working.
+pub struct Paused {
+    pid: u32,
+}
+
+impl LocalService {
+    pub fn pause(self) -> Paused {
+        let pid = self
+            .pid()
+            .unwrap_or_else(|| panic!("{self:?} of the local stack is not running"));
+        signal(pid, "-STOP");
+        Paused { pid }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.pid, "-CONT");
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
 fn process_alive(pid: u32) -> bool {
     // A zombie (killed, not yet reaped by its parent) counts as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -97,6 +97,21 @@ pub async fn run_host_observed<O: CommitObserver>(
     batch: usize,
     observer: &mut O,
 ) -> Stats {
+    let options = RunOptions {
+        max_batch: batch,
+        ..RunOptions::default()
+    };
+    run_host_with(scope, topics, options, observer).await
+}
+
+/// The real host in-process with the reference pipeline and `options` (it always exits
+/// once caught up), telling `observer` of every durable batch.
+pub async fn run_host_with<O: CommitObserver>(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    options: RunOptions,
+    observer: &mut O,
+) -> Stats {
     let config = engine_config(scope, topics);
     let mut engine = Engine::new(
         config,
@@ -123,9 +138,8 @@ pub async fn run_host_observed<O: CommitObserver>(
     let mut publisher =
         KafkaPublisher::connect(&services.kafka_bootstrap, topics.names()).expect("publisher");
     let options = RunOptions {
-        max_batch: batch,
         exit_when_caught_up: true,
-        ..RunOptions::default()
+        ..options
     };
     let run = run_observed(
         &mut engine,

@@ -40,6 +40,47 @@ impl Progress {
         tokio::time::timeout(ASK_TIMEOUT, self.ask()).await.ok()?
     }
 
+    /// How many partitions have a checkpoint. `None` while Redis does not answer.
+    pub async fn checkpointed_partitions(&self) -> Option<usize> {
+        let ask = async {
+            let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+            let mut count = 0;
+            for key in &self.keys {
+                let exists: bool = redis::cmd("EXISTS")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                count += usize::from(exists);
+            }
+            Some(count)
+        };
+        tokio::time::timeout(ASK_TIMEOUT, ask).await.ok()?
+    }
+
+    /// Waits until `partitions` partitions have a checkpoint (the host knows them all).
+    pub async fn wait_until_checkpointed(
+        &self,
+        host: &mut LiveHost,
+        partitions: usize,
+        deadline: Duration,
+    ) {
+        let until = Instant::now() + deadline;
+        while self
+            .checkpointed_partitions()
+            .await
+            .is_none_or(|n| n < partitions)
+        {
+            host.assert_running();
+            assert!(
+                Instant::now() < until,
+                "{partitions} partitions did not have a checkpoint within {deadline:?}; see {}",
+                host.log.display()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     async fn ask(&self) -> Option<i64> {
         let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
         let mut total = 0;

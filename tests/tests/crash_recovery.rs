@@ -1,13 +1,14 @@
 //! kill -9 of the host at random instants of a multi-day run, each followed by a restart:
 //! RedisTimeSeries ends exactly as the oracle says an uninterrupted run would leave it.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use rand::{Rng, SeedableRng};
-use system_tests::fixture::{plugin_dir, TestScope};
+use system_tests::fixture::{plugin_dir, LocalService, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::oracle::{self, SentReading};
@@ -24,19 +25,47 @@ const HOST_BATCH: &str = "40";
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> LiveHost {
+    start_host_with(scope, topics, log, &[])
+}
+
+fn start_host_with(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> LiveHost {
     let plugins = plugin_dir();
-    LiveHost::start(
-        scope,
-        topics,
-        log,
-        &[
-            "--batch-size",
-            HOST_BATCH,
-            "--plugins",
-            plugins.to_str().unwrap(),
-            "--exit-when-caught-up",
-        ],
-    )
+    let mut args = vec![
+        "--batch-size",
+        HOST_BATCH,
+        "--plugins",
+        plugins.to_str().unwrap(),
+        "--exit-when-caught-up",
+    ];
+    args.extend_from_slice(extra);
+    LiveHost::start(scope, topics, log, &args)
+}
+
+/// Every stored series equals the oracle's, and nothing else is stored.
+async fn assert_equal_to_oracle(scope: &TestScope, sent: &[SentReading], when: &str) {
+    let expected = oracle::expected(sent);
+    let mut conn = scope.redis_conn().await;
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    let mut differences = Vec::new();
+    for (series, values) in &expected.series {
+        if stored.get(series) != Some(values) {
+            differences.push(format!("{series:?}"));
+        }
+    }
+    for series in stored.keys() {
+        if !expected.series.contains_key(series) {
+            differences.push(format!("unexpected {series:?}"));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "series differ from the oracle {when}: {differences:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +95,6 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     let total = sent.len() as i64;
 
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
-    let mut conn = scope.redis_conn().await;
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
     let mut kills = 0;
@@ -101,23 +129,7 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     );
     assert_eq!(progress.stored().await, Some(total));
 
-    let expected = oracle::expected(&sent);
-    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
-    let mut differences = Vec::new();
-    for (series, values) in &expected.series {
-        if stored.get(series) != Some(values) {
-            differences.push(format!("{series:?}"));
-        }
-    }
-    for series in stored.keys() {
-        if !expected.series.contains_key(series) {
-            differences.push(format!("unexpected {series:?}"));
-        }
-    }
-    assert!(
-        differences.is_empty(),
-        "series differ from the oracle after {KILLS} crashes: {differences:?}"
-    );
+    assert_equal_to_oracle(&scope, &sent, &format!("after {KILLS} crashes")).await;
     let _ = std::fs::remove_file(&log);
 }
 
@@ -189,5 +201,99 @@ async fn a_host_restarted_on_a_redis_that_lost_its_data_rebuilds_from_the_start_
             "{series:?} rebuilt exactly"
         );
     }
+    let _ = std::fs::remove_file(&log);
+}
+
+/// Batches the host may fold ahead of Redis in the in-flight test: many, so a kill
+/// catches several of them folded but not yet durable.
+const IN_FLIGHT: &str = "8";
+const IN_FLIGHT_KILLS: usize = 3;
+/// What the host logs when its fold side waited `STALL_WARNING` for a free in-flight slot.
+const DURABLE_SIDE_STALLED: &str = "the durable side took no batch";
+
+/// Redis stalls (SIGSTOP) until the host has folded its full allowance of batches ahead of
+/// it, then the host is killed with all of them in flight: none of them may be half-kept.
+/// After the restarts Redis equals the oracle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_minus_nine_with_batches_in_flight_leaves_redis_exactly_as_the_oracle() {
+    if LocalService::Redis.pid().is_none() {
+        eprintln!(
+            "SKIPPED: it stalls the local stack's Redis, and REDIS_URL points at another one"
+        );
+        return;
+    }
+    const PARTITIONS: i32 = 3;
+    let mut scope = TestScope::new("kill_with_batches_in_flight");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let bootstrap = scope.services.kafka_bootstrap.clone();
+    let fleet = SimConfig {
+        sites: 2,
+        seed: 13,
+        start_ms: RUN_START_MS,
+        // Enough that the host is still busy when Redis stalls, however fast it is.
+        days: Some(20),
+        site_prefix: format!("{}-s", scope.id),
+    };
+    let report = publish(
+        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("the simulator ran");
+    assert!(report.failure.is_none());
+    let records = read_all(&bootstrap, &topics.readings);
+    let sent: Vec<SentReading> = records
+        .iter()
+        .map(|r| oracle::sent_reading(r).unwrap())
+        .collect();
+    let total = sent.len() as i64;
+    let used_partitions: BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
+
+    let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
+    let in_flight = ["--max-batches-in-flight", IN_FLIGHT];
+    for _ in 0..IN_FLIGHT_KILLS {
+        let mut host = start_host_with(&scope, &topics, &log, &in_flight);
+        // Every partition known: no checkpoint read waits for the stalled Redis.
+        progress
+            .wait_until_checkpointed(&mut host, used_partitions.len(), PROGRESS_TIMEOUT)
+            .await;
+        progress
+            .wait_for_more(&mut host, None, 1, PROGRESS_TIMEOUT, "before Redis stalls")
+            .await;
+        let before = progress.stored().await.expect("Redis answers");
+        assert!(
+            before < total,
+            "the host finished before {IN_FLIGHT_KILLS} kills (send more readings)"
+        );
+        let stalls_before = host.log_count(DURABLE_SIDE_STALLED);
+        let stalled = LocalService::Redis.pause();
+        host.wait_for_log(DURABLE_SIDE_STALLED, stalls_before + 1, PROGRESS_TIMEOUT)
+            .await;
+        host.kill(); // SIGKILL, with every in-flight slot taken
+        drop(stalled);
+        let after = progress.stored().await.expect("Redis answers again");
+        assert!(
+            after < total,
+            "the kill landed before the host stored everything"
+        );
+    }
+
+    let mut host = start_host_with(&scope, &topics, &log, &in_flight);
+    let status = tokio::task::spawn_blocking(move || host.wait())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "the last run ends cleanly; see {}",
+        log.display()
+    );
+    assert_eq!(progress.stored().await, Some(total));
+    assert_equal_to_oracle(
+        &scope,
+        &sent,
+        &format!("after {IN_FLIGHT_KILLS} kills with batches in flight"),
+    )
+    .await;
     let _ = std::fs::remove_file(&log);
 }

@@ -57,10 +57,22 @@ pub(super) enum Report {
     Lost(anyhow::Error),
 }
 
+/// How often "the durable side is behind" is logged at most: during a backlog it is the
+/// normal state, and one line says it.
+const BEHIND_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One wait of the fold side longer than this is a stall, not backpressure: said at once
+/// (a Redis that accepts connections but does not answer is only an outage after the
+/// store's response timeout).
+pub const STALL_WARNING: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The fold side's handle on the durable side.
 pub(super) struct Durability {
     jobs: mpsc::Sender<Job>,
     reports: mpsc::UnboundedReceiver<Report>,
+    /// When "behind" was last logged, and the waits since.
+    behind_logged: Option<std::time::Instant>,
+    waits: u64,
 }
 
 /// The durable side's ends of the channels.
@@ -76,6 +88,8 @@ pub(super) fn channel(max_in_flight: usize) -> (Durability, DurableEnds) {
         Durability {
             jobs: jobs_tx,
             reports: reports_rx,
+            behind_logged: None,
+            waits: 0,
         },
         DurableEnds {
             jobs: jobs_rx,
@@ -98,11 +112,43 @@ impl Durability {
         match self.jobs.try_send(Job::Batch(effects)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(job)) => {
+                self.log_behind();
                 let _waiting = Stage::Backpressure.start();
-                self.jobs.send(job).await.map_err(|_| stopped())
+                let permit = match tokio::time::timeout(STALL_WARNING, self.jobs.reserve()).await {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        tracing::warn!(
+                            in_flight = self.jobs.max_capacity(),
+                            "the durable side took no batch for {} s: Redis or Kafka is not \
+                             answering; folding waits (nothing is lost)",
+                            STALL_WARNING.as_secs()
+                        );
+                        self.jobs.reserve().await
+                    }
+                };
+                permit.map_err(|_| stopped())?.send(job);
+                Ok(())
             }
             Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
         }
+    }
+
+    fn log_behind(&mut self) {
+        self.waits += 1;
+        if self
+            .behind_logged
+            .is_some_and(|at| at.elapsed() < BEHIND_LOG_INTERVAL)
+        {
+            return;
+        }
+        tracing::info!(
+            in_flight = self.jobs.max_capacity(),
+            waits = self.waits,
+            "the durable side is behind: folding waits for Redis and Kafka to take a batch \
+             (normal while a backlog drains; logged at most once a minute)"
+        );
+        self.behind_logged = Some(std::time::Instant::now());
+        self.waits = 0;
     }
 
     async fn ask<T>(&mut self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> anyhow::Result<T> {

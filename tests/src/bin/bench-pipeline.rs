@@ -3,15 +3,20 @@
 //! the raw `TS.MADD` ceiling of the same Redis measured in the same run.
 //!
 //! Run it with `scripts/bench-pipeline` (release build). Figures go to stdout as a table
-//! and as one JSON line for the record.
+//! and as one JSON line for the record: the drain's rate (from the first batch read to
+//! caught up, so the consumer group's join is left out), where the host's time went per
+//! stage (`iot_host::profile`), the CPU each process used during the drain (host, Redis,
+//! and Kafka when it is the local stack's), and the host process's peak RSS.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use iot_host::profile::{Breakdown, Stage};
+use iot_host::runner::{RunOptions, DEFAULT_MAX_IN_FLIGHT};
 use iot_simulator::{publish, PublishConfig, SimConfig};
-use system_tests::fixture::TestScope;
-use system_tests::harness::{run_host_until_caught_up, SystemTopics};
+use system_tests::fixture::{LocalService, TestScope};
+use system_tests::harness::{run_host_with, SystemTopics};
 
 const MADD_BATCH: usize = 1000;
 
@@ -20,6 +25,7 @@ struct Args {
     days: u32,
     partitions: i32,
     batch: usize,
+    in_flight: usize,
 }
 
 fn args() -> Args {
@@ -28,6 +34,7 @@ fn args() -> Args {
         days: 15,
         partitions: 6,
         batch: 5000,
+        in_flight: DEFAULT_MAX_IN_FLIGHT,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -37,8 +44,11 @@ fn args() -> Args {
             "--days" => args.days = value().parse().expect("--days N"),
             "--partitions" => args.partitions = value().parse().expect("--partitions N"),
             "--batch" => args.batch = value().parse().expect("--batch N"),
+            "--in-flight" => args.in_flight = value().parse().expect("--in-flight N"),
             "-h" | "--help" => {
-                println!("bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N]");
+                println!(
+                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}; see --help"),
@@ -72,11 +82,37 @@ async fn main() {
     let backlog = report.acknowledged;
     eprintln!("backlog of {backlog} readings ready; draining it with the host…");
 
+    let mut redis = scope.redis_conn().await;
+    let kafka_pid = LocalService::Kafka.pid();
+    reset_peak_rss();
+    let (cpu_before, redis_before, kafka_before) = (
+        own_cpu_seconds(),
+        redis_cpu_seconds(&mut redis).await,
+        kafka_pid.map(process_cpu_seconds),
+    );
+    let stages_before = Breakdown::now();
     let started = Instant::now();
-    let stats = run_host_until_caught_up(&scope, &topics, args.batch).await;
-    let host_secs = started.elapsed().as_secs_f64();
+    let first_batch = tokio::spawn(first_batch_read(stages_before));
+    let options = RunOptions {
+        max_batch: args.batch,
+        max_in_flight: args.in_flight,
+        ..RunOptions::default()
+    };
+    let stats = run_host_with(&scope, &topics, options, &mut ()).await;
+    let ended = Instant::now();
+    let stages = Breakdown::now().since(&stages_before);
+    let host_cpu = own_cpu_seconds() - cpu_before;
+    let redis_cpu = redis_cpu_seconds(&mut redis).await - redis_before;
+    let kafka_cpu = kafka_pid
+        .map(process_cpu_seconds)
+        .zip(kafka_before)
+        .map(|(after, before)| after - before);
+    let peak_rss_mib = peak_rss_kib() as f64 / 1024.0;
+    let first = first_batch.await.unwrap();
+    let host_secs = (ended - started).as_secs_f64();
+    let drain_secs = (ended - first).as_secs_f64();
     assert_eq!(stats.records, backlog, "the host read the whole backlog");
-    let host_rate = backlog as f64 / host_secs;
+    let host_rate = backlog as f64 / drain_secs;
 
     eprintln!("measuring the TS.MADD ceiling with {backlog} samples in batches of {MADD_BATCH}…");
     let madd_rate = madd_ceiling(&scope, backlog as usize).await;
@@ -88,18 +124,110 @@ async fn main() {
         "| simulator publish rate (readings/s) | {:.0} |",
         report.readings_per_second()
     );
-    println!("| host end-to-end (readings/s, raw + aggregates) | {host_rate:.0} |");
+    println!(
+        "| host: group join, then drain (s) | {:.2} + {drain_secs:.2} |",
+        host_secs - drain_secs
+    );
+    println!("| host drain (readings/s, raw + aggregates) | {host_rate:.0} |");
     println!("| TS.MADD ceiling, batches of {MADD_BATCH} (samples/s) | {madd_rate:.0} |");
     println!("| host / ceiling | {:.3} |", host_rate / madd_rate);
+    println!(
+        "| CPU during the host's run: host, Redis, Kafka (% of one core) | {:.0} %, {:.0} %, {} |",
+        100.0 * host_cpu / host_secs,
+        100.0 * redis_cpu / host_secs,
+        kafka_cpu.map_or("not the local stack's".to_owned(), |c| format!(
+            "{:.0} %",
+            100.0 * c / host_secs
+        ))
+    );
+    println!("| host peak RSS (MiB, bench process) | {peak_rss_mib:.0} |");
+    println!();
+    println!("| stage | side | seconds | share of the run | calls |");
+    println!("|---|---|---:|---:|---:|");
+    for stage in Stage::ALL {
+        println!(
+            "| {} | {} | {:.2} | {:.0} % | {} |",
+            stage.name(),
+            stage.side(),
+            stages.seconds(stage),
+            100.0 * stages.seconds(stage) / host_secs,
+            stages.count(stage)
+        );
+    }
+    let stage_json: serde_json::Map<String, serde_json::Value> = Stage::ALL
+        .iter()
+        .map(|&stage| (stage.name().to_owned(), stages.seconds(stage).into()))
+        .collect();
     println!(
         "{}",
         serde_json::json!({
             "backlog": backlog, "sites": args.sites, "days": args.days, "partitions": args.partitions,
-            "host_batch": args.batch, "host_seconds": host_secs, "host_readings_per_s": host_rate,
+            "host_batch": args.batch, "in_flight": args.in_flight, "host_seconds": host_secs,
+            "drain_seconds": drain_secs, "host_readings_per_s": host_rate,
             "madd_samples_per_s": madd_rate, "ratio": host_rate / madd_rate,
-            "outputs_emitted": stats.outputs_emitted,
+            "outputs_emitted": stats.outputs_emitted, "host_cpu_s": host_cpu,
+            "redis_cpu_s": redis_cpu, "kafka_cpu_s": kafka_cpu, "peak_rss_mib": peak_rss_mib,
+            "stages_s": stage_json,
         })
     );
+}
+
+/// The instant the host's first batch was read (its first `accept`).
+async fn first_batch_read(before: Breakdown) -> Instant {
+    while Breakdown::now().since(&before).count(Stage::Accept) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Instant::now()
+}
+
+/// CPU seconds (user + system) this process used so far.
+fn own_cpu_seconds() -> f64 {
+    process_cpu_seconds(std::process::id())
+}
+
+/// CPU seconds (user + system) of a process, from /proc (clock ticks of 1/100 s).
+fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Redis's own CPU seconds (`INFO cpu`: used_cpu_user + used_cpu_sys).
+async fn redis_cpu_seconds(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or_else(|| l.strip_prefix("used_cpu_sys:"))
+        })
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// Starts the peak-RSS counter afresh (Linux: `5` to /proc/self/clear_refs).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Writes `samples` samples over 100 series with TS.MADD batches, pipelined like the host
