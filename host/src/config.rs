@@ -125,7 +125,8 @@ pub struct Cli {
     #[arg(long, default_value_t = defaults::BATCH_SIZE)]
     pub batch_size: usize,
     /// Batches folded ahead of the one being written to Redis; the host waits for Redis
-    /// when this many are waiting (it bounds memory and what a crash re-reads).
+    /// when this many are waiting (it bounds memory and what a crash re-reads). 0: no
+    /// overlap, each batch durable before the next is read.
     #[arg(long, default_value_t = defaults::MAX_BATCHES_IN_FLIGHT)]
     pub max_batches_in_flight: usize,
     /// Address of the live page, or `off`.
@@ -300,8 +301,7 @@ impl HostConfig {
                 "max_batches_in_flight",
                 cli.max_batches_in_flight,
                 file.max_batches_in_flight,
-            )
-            .max(1),
+            ),
             http: parse_http(&pick(matches, "http", cli.http, file.http))?,
             exit_when_caught_up: cli.exit_when_caught_up,
         })

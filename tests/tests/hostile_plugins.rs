@@ -296,7 +296,9 @@ async fn hostile_plugins_fail_only_their_own_outputs_and_the_healthy_tenant_stay
         }
     }
 
-    // No checkpoint carries a hostile accumulator.
+    // No checkpoint carries a hostile accumulator. (A partition no site hashed to has
+    // none: site names are random per run.)
+    let mut checkpoints = 0;
     for p in 0..PARTITIONS {
         let key = checkpoint_key(&scope, &topics.readings, p);
         let len: usize = redis::cmd("STRLEN")
@@ -304,9 +306,10 @@ async fn hostile_plugins_fail_only_their_own_outputs_and_the_healthy_tenant_stay
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!(len > 0, "{key} exists");
+        checkpoints += usize::from(len > 0);
         assert!(len <= MAX_CHECKPOINT_BYTES, "{key} holds {len} bytes");
     }
+    assert!(checkpoints > 0, "the host wrote checkpoints");
     assert_eq!(
         PluginLimits::DEFAULT_MAX_STATE_BYTES,
         65536,

@@ -34,7 +34,8 @@ pub struct RunOptions {
     pub exit_when_caught_up: bool,
     /// Log a progress line this often.
     pub log_every: Duration,
-    /// Batches that may wait for the durable side before the fold side waits too.
+    /// Batches that may wait for the durable side before the fold side waits too. 0: each
+    /// batch is durable before the next is read (no overlap; for comparisons).
     pub max_in_flight: usize,
 }
 
@@ -179,7 +180,11 @@ async fn fold<S: Source>(
             }
             Next::Source(SourceEvent::Records(records)) => {
                 fold_batch(records, engine, source, &mut durability).await?;
-                report_durable(engine, source, &mut durability).await?;
+                if options.max_in_flight == 0 {
+                    settle(engine, source, &mut durability).await?;
+                } else {
+                    report_durable(engine, source, &mut durability).await?;
+                }
             }
             Next::Source(SourceEvent::Revoked(partitions)) => {
                 // Their in-flight batches land before another host may read the checkpoints.
