@@ -24,6 +24,10 @@ const HOST_BATCH: &str = "40";
 /// How long a started host may take to make its first records durable.
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// One test of this file at a time: one of them stalls Redis, which the others would
+/// take for an outage.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> LiveHost {
     start_host_with(scope, topics, log, &[])
 }
@@ -70,6 +74,7 @@ async fn assert_equal_to_oracle(scope: &TestScope, sent: &[SentReading], when: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const PARTITIONS: i32 = 3;
     let mut scope = TestScope::new("kill_minus_nine_crashes");
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
@@ -138,6 +143,7 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
 /// offsets as if nothing happened. It says so and rebuilds from the start of the topic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_restarted_on_a_redis_that_lost_its_data_rebuilds_from_the_start_of_the_topic() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     const PARTITIONS: i32 = 2;
     let mut scope = TestScope::new("redis_lost_its_data");
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
@@ -216,6 +222,7 @@ const DURABLE_SIDE_STALLED: &str = "the durable side took no batch";
 /// After the restarts Redis equals the oracle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_minus_nine_with_batches_in_flight_leaves_redis_exactly_as_the_oracle() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     if LocalService::Redis.pid().is_none() {
         eprintln!(
             "SKIPPED: it stalls the local stack's Redis, and REDIS_URL points at another one"

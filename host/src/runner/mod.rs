@@ -129,6 +129,10 @@ pub async fn run_live<S: Source, T: Store, P: Publisher, O: CommitObserver>(
     }
 }
 
+/// Records the engine takes between two turns of the durable side (which runs in the same
+/// task, so it only moves when the fold side awaits).
+const ACCEPT_CHUNK: usize = 512;
+
 /// What the fold side waited for.
 enum Next {
     Shutdown,
@@ -253,11 +257,15 @@ async fn fold_batch<S: Source>(
     if !rewound.is_empty() {
         records.retain(|r| !rewound.contains(&r.partition));
     }
-    Stage::Accept.time(|| {
-        for record in &records {
-            engine.process(record);
-        }
-    });
+    for chunk in records.chunks(ACCEPT_CHUNK) {
+        Stage::Accept.time(|| {
+            for record in chunk {
+                engine.process(record);
+            }
+        });
+        // The durable side runs in this task: give it a turn between chunks.
+        tokio::task::yield_now().await;
+    }
     durability.submit(engine.finish_batch()).await
 }
 

@@ -34,6 +34,8 @@ const QUEUED_MIN_MESSAGES: &str = "10000";
 const FETCH_QUEUE_BACKOFF_MS: &str = "5";
 /// At most this many KiB prefetched in all (librdkafka's default is 64 MiB).
 const QUEUED_MAX_KBYTES: &str = "16384";
+/// Records gathered between two yields to the runtime while a batch fills.
+const YIELD_EVERY: usize = 256;
 /// How often the client reports its brokers' states (how an outage's end is seen).
 pub const STATISTICS_INTERVAL_MS: &str = "1000";
 
@@ -341,6 +343,11 @@ impl Source for KafkaSource {
         }
         let deadline = tokio::time::Instant::now() + self.config.batch_linger;
         while self.batch.len() < max {
+            if self.batch.len() % YIELD_EVERY == 0 {
+                // The client hands over prefetched records without ever making the task
+                // wait: let the rest of the host (the durable side shares this task) run.
+                tokio::task::yield_now().await;
+            }
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => break,
                 Ok(Ok(message)) => push(&mut self.at_end, &mut self.batch, &message),
