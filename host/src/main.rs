@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         bootstrap: config.kafka.clone(),
         group: config.group.clone(),
         topic: config.readings_topic.clone(),
-        batch_linger: std::time::Duration::from_millis(20),
+        batch_linger: iot_host::source::DEFAULT_BATCH_LINGER,
         instance_id: config.instance_id.clone(),
     })?;
     tracing::info!(kafka = %config.kafka, group = %config.group, topic = %config.readings_topic, redis = %config.redis, "host running; Ctrl-C stops it");

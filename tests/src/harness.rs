@@ -124,7 +124,7 @@ pub async fn run_host_with<O: CommitObserver>(
         bootstrap: services.kafka_bootstrap.clone(),
         group: format!("{}-host", scope.id),
         topic: topics.readings.clone(),
-        batch_linger: Duration::from_millis(20),
+        batch_linger: iot_host::source::DEFAULT_BATCH_LINGER,
         instance_id: None,
     })
     .expect("Kafka source");

@@ -23,6 +23,11 @@ use super::{Source, SourceEvent};
 use crate::engine::SourceRecord;
 use crate::outage::KAFKA as OUTAGE;
 
+/// How long a batch waits for more records after its first one. Under a backlog a batch
+/// fills long before; at a trickle this is the floor of publish→visible latency (20 ms
+/// measured a p50 of 24 ms at 5,000 readings/s). The durable side overlaps folding, so small
+/// batches cost no stall.
+pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(5);
 /// How long a seek or a watermark query may wait for the broker.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partition's seek is retried (a partition just assigned, a broker restarting)
