@@ -350,7 +350,7 @@ impl Source for KafkaSource {
         }
         let deadline = tokio::time::Instant::now() + self.config.batch_linger;
         while self.batch.len() < max {
-            if self.batch.len() % YIELD_EVERY == 0 {
+            if self.batch.len().is_multiple_of(YIELD_EVERY) {
                 // The client hands over prefetched records without ever making the task
                 // wait: let the rest of the host (the durable side shares this task) run.
                 tokio::task::yield_now().await;

@@ -60,9 +60,7 @@ fn args() -> Args {
             }
             "--sites" => args.sites = value().parse().expect("--sites N"),
             "--probes" => args.probes = value().parse().expect("--probes N"),
-            "--every" => {
-                args.every = Duration::from_millis(value().parse().expect("--every MS"))
-            }
+            "--every" => args.every = Duration::from_millis(value().parse().expect("--every MS")),
             "--neighbour" => args.neighbour = true,
             "-h" | "--help" => {
                 println!(
