@@ -34,6 +34,9 @@ pub mod defaults {
     pub const BATCH_SIZE: usize = 5000;
     pub const MAX_BATCHES_IN_FLIGHT: usize = crate::runner::DEFAULT_MAX_IN_FLIGHT;
     pub const HTTP: &str = "127.0.0.1:8080";
+    /// How long the group coordinator waits for a heartbeat before it gives a member's
+    /// partitions to others (see `source::kafka::DEFAULT_SESSION_TIMEOUT`).
+    pub const SESSION_TIMEOUT: &str = "30s";
     pub const FUEL_PER_CALL: u64 = crate::plugin::PluginLimits::DEFAULT_FUEL_PER_CALL;
     pub const MAX_MEMORY_MIB: usize = crate::plugin::PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20;
     pub const MAX_STATE_BYTES: usize = crate::plugin::PluginLimits::DEFAULT_MAX_STATE_BYTES;
@@ -63,6 +66,12 @@ pub struct Cli {
     /// instance. None by default (dynamic membership).
     #[arg(long, env = "IOT_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// A member silent this long (no heartbeat reached the broker) loses its partitions.
+    /// Longer rides out a stalled or starved broker without a rebalance; shorter moves a
+    /// crashed instance's partitions sooner (a restarted instance with the same
+    /// `--instance-id` takes them back at once either way).
+    #[arg(long, default_value = defaults::SESSION_TIMEOUT)]
+    pub session_timeout: String,
     /// Input topic.
     #[arg(long, default_value = defaults::READINGS_TOPIC)]
     pub readings_topic: String,
@@ -153,6 +162,7 @@ struct FileConfig {
     kafka: Option<String>,
     group: Option<String>,
     instance_id: Option<String>,
+    session_timeout: Option<String>,
     readings_topic: Option<String>,
     aggregates_topic: Option<String>,
     late_rejected_topic: Option<String>,
@@ -181,6 +191,7 @@ pub struct HostConfig {
     pub kafka: String,
     pub group: String,
     pub instance_id: Option<String>,
+    pub session_timeout: Duration,
     pub readings_topic: String,
     pub aggregates_topic: String,
     pub late_rejected_topic: String,
@@ -223,6 +234,13 @@ impl HostConfig {
             kafka: pick(matches, "kafka", cli.kafka, file.kafka),
             group: pick(matches, "group", cli.group, file.group),
             instance_id: cli.instance_id.or(file.instance_id),
+            session_timeout: parse_duration(&pick(
+                matches,
+                "session_timeout",
+                cli.session_timeout,
+                file.session_timeout,
+            ))
+            .context("--session-timeout")?,
             readings_topic: pick(
                 matches,
                 "readings_topic",

@@ -76,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         topic: config.readings_topic.clone(),
         batch_linger: iot_host::source::DEFAULT_BATCH_LINGER,
         instance_id: config.instance_id.clone(),
+        session_timeout: config.session_timeout,
     })?;
     tracing::info!(kafka = %config.kafka, group = %config.group, topic = %config.readings_topic, redis = %config.redis, "host running; Ctrl-C stops it");
     let options = RunOptions {

@@ -126,6 +126,7 @@ pub async fn run_host_with<O: CommitObserver>(
         topic: topics.readings.clone(),
         batch_linger: iot_host::source::DEFAULT_BATCH_LINGER,
         instance_id: None,
+        session_timeout: iot_host::source::DEFAULT_SESSION_TIMEOUT,
     })
     .expect("Kafka source");
     let mut store = RedisStore::connect(RedisStoreConfig {

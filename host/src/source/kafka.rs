@@ -28,6 +28,11 @@ use crate::outage::KAFKA as OUTAGE;
 /// measured a p50 of 24 ms at 5,000 readings/s). The durable side overlaps folding, so small
 /// batches cost no stall.
 pub const DEFAULT_BATCH_LINGER: Duration = Duration::from_millis(5);
+/// How long a member may stay silent before the coordinator gives its partitions away.
+/// Measured (`scripts/bench-latency --broker-stall`): with 10 s, a broker stalled for 15 s
+/// expired the host's membership on resuming, and with 30 s it did not; a crashed host
+/// restarted with the same `--instance-id` takes its partitions back at once either way.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a seek or a watermark query may wait for the broker.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partition's seek is retried (a partition just assigned, a broker restarting)
@@ -54,6 +59,8 @@ pub struct KafkaSourceConfig {
     /// Static group membership (`group.instance.id`): a restarted instance with the same id
     /// takes its partitions back at once instead of waiting for a rebalance.
     pub instance_id: Option<String>,
+    /// `session.timeout.ms`: see [`DEFAULT_SESSION_TIMEOUT`].
+    pub session_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -265,8 +272,10 @@ fn new_consumer(
         .set("bootstrap.servers", &config.bootstrap)
         .set("group.id", &config.group)
         .set("enable.auto.commit", "false")
-        // A crashed member's partitions move on after 10 s instead of 45.
-        .set("session.timeout.ms", "10000")
+        .set(
+            "session.timeout.ms",
+            config.session_timeout.as_millis().to_string(),
+        )
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "true")
         .set("isolation.level", "read_committed")

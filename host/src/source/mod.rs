@@ -4,7 +4,10 @@
 mod kafka;
 
 pub(crate) use kafka::report_client_error;
-pub use kafka::{KafkaSource, KafkaSourceConfig, DEFAULT_BATCH_LINGER, STATISTICS_INTERVAL_MS};
+pub use kafka::{
+    KafkaSource, KafkaSourceConfig, DEFAULT_BATCH_LINGER, DEFAULT_SESSION_TIMEOUT,
+    STATISTICS_INTERVAL_MS,
+};
 
 use std::future::Future;
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use iot_simulator::SimConfig;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use system_tests::fixture::{plugin_dir, TestScope};
+use system_tests::fixture::{plugin_dir, LocalService, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::load::Load;
@@ -38,6 +38,10 @@ struct Args {
     probes: usize,
     every: Duration,
     neighbour: bool,
+    /// Stop the broker (SIGSTOP) this long once half the probes are sent.
+    broker_stall: Option<Duration>,
+    /// Passed to the host as `--session-timeout`.
+    session_timeout: Option<String>,
 }
 
 fn args() -> Args {
@@ -47,6 +51,8 @@ fn args() -> Args {
         probes: 200,
         every: Duration::from_millis(50),
         neighbour: false,
+        broker_stall: None,
+        session_timeout: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -62,9 +68,15 @@ fn args() -> Args {
             "--probes" => args.probes = value().parse().expect("--probes N"),
             "--every" => args.every = Duration::from_millis(value().parse().expect("--every MS")),
             "--neighbour" => args.neighbour = true,
+            "--broker-stall" => {
+                args.broker_stall = Some(Duration::from_secs(
+                    value().parse().expect("--broker-stall SECONDS"),
+                ))
+            }
+            "--session-timeout" => args.session_timeout = Some(value()),
             "-h" | "--help" => {
                 println!(
-                    "bench-latency [--rates 5000,50000] [--sites N] [--probes N] [--every MS] [--neighbour]"
+                    "bench-latency [--rates 5000,50000] [--sites N] [--probes N] [--every MS] [--neighbour] [--broker-stall S] [--session-timeout 30s]"
                 );
                 std::process::exit(0);
             }
@@ -117,12 +129,11 @@ async fn run(args: &Args, rate: f64) -> Outcome {
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
     let plugins = plugin_dir();
-    let mut host = LiveHost::start(
-        &scope,
-        &topics,
-        &log,
-        &["--plugins", plugins.to_str().unwrap(), "--no-watch"],
-    );
+    let mut host_args = vec!["--plugins", plugins.to_str().unwrap(), "--no-watch"];
+    if let Some(timeout) = &args.session_timeout {
+        host_args.extend(["--session-timeout", timeout.as_str()]);
+    }
+    let mut host = LiveHost::start(&scope, &topics, &log, &host_args);
     host.wait_for_log("partitions assigned", 1, Duration::from_secs(120))
         .await;
 
@@ -148,7 +159,18 @@ async fn run(args: &Args, rate: f64) -> Outcome {
     let mut redis = scope.redis_conn().await;
     let mut latencies_ms = Vec::with_capacity(args.probes);
     let mut lost = 0;
+    let mut stall = None;
     for k in 0..args.probes {
+        if k == args.probes / 2 {
+            if let Some(duration) = args.broker_stall {
+                // Stopped from a task of its own: probes go on being sent (and wait).
+                stall = Some(tokio::spawn(async move {
+                    let paused = LocalService::Kafka.pause();
+                    tokio::time::sleep(duration).await;
+                    drop(paused);
+                }));
+            }
+        }
         let ts = RUN_START_MS + (k as i64 + 1) * STEP_MS;
         let value = k as f64 + 0.5;
         let payload = serde_json::json!({
@@ -184,6 +206,9 @@ async fn run(args: &Args, rate: f64) -> Outcome {
         }
         let next = sent + args.every;
         tokio::time::sleep_until(next.into()).await;
+    }
+    if let Some(stall) = stall {
+        stall.await.expect("the broker stall ended");
     }
     let report = load.stop().await;
     host.stop().await;
@@ -229,7 +254,12 @@ async fn main() {
             "| {:.0} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             o.rate,
             o.achieved,
-            if args.neighbour { "yes" } else { "no" },
+            match (args.neighbour, args.broker_stall) {
+                (true, Some(s)) => format!("yes, broker stalled {} s", s.as_secs()),
+                (false, Some(s)) => format!("broker stalled {} s", s.as_secs()),
+                (true, None) => "yes".to_owned(),
+                (false, None) => "no".to_owned(),
+            },
             l.len(),
             percentile(l, 50.0),
             percentile(l, 90.0),
@@ -247,6 +277,8 @@ async fn main() {
             serde_json::json!({
                 "bench": "latency", "rate": o.rate, "achieved": o.achieved,
                 "neighbour": args.neighbour, "probes": l.len(), "lost": o.lost,
+                "broker_stall_s": args.broker_stall.map(|d| d.as_secs()),
+                "session_timeout": args.session_timeout,
                 "p50_ms": percentile(l, 50.0), "p90_ms": percentile(l, 90.0),
                 "p99_ms": percentile(l, 99.0), "max_ms": l.last(),
                 "rebalances": o.rebalances, "outage_lines": o.outages,
