@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use iot_host::profile::{Breakdown, Stage};
 use iot_host::runner::{RunOptions, DEFAULT_MAX_IN_FLIGHT};
-use iot_simulator::{publish, PublishConfig, SimConfig};
+use iot_simulator::{publish, Format, PublishConfig, SimConfig};
 use system_tests::fixture::{LocalService, TestScope};
 use system_tests::harness::{run_host_with, SystemTopics};
 
@@ -26,6 +26,7 @@ struct Args {
     partitions: i32,
     batch: usize,
     in_flight: usize,
+    format: Format,
 }
 
 fn args() -> Args {
@@ -35,6 +36,7 @@ fn args() -> Args {
         partitions: 6,
         batch: 5000,
         in_flight: DEFAULT_MAX_IN_FLIGHT,
+        format: Format::Json,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,9 +47,16 @@ fn args() -> Args {
             "--partitions" => args.partitions = value().parse().expect("--partitions N"),
             "--batch" => args.batch = value().parse().expect("--batch N"),
             "--in-flight" => args.in_flight = value().parse().expect("--in-flight N"),
+            "--format" => {
+                args.format = match value().as_str() {
+                    "json" => Format::Json,
+                    "line" => Format::Line,
+                    other => panic!("--format json|line, not {other}"),
+                }
+            }
             "-h" | "--help" => {
                 println!(
-                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N]"
+                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N] [--format json|line]"
                 );
                 std::process::exit(0);
             }
@@ -73,12 +82,13 @@ async fn main() {
         "publishing {} sites × {} days to {} ({} partitions)…",
         args.sites, args.days, topics.readings, args.partitions
     );
-    let report = publish(
-        PublishConfig::fast(&scope.services.kafka_bootstrap, &topics.readings, fleet),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
-    .expect("the simulator ran");
+    let mut publishing =
+        PublishConfig::fast(&scope.services.kafka_bootstrap, &topics.readings, fleet);
+    // The line format carries no site: the host files it under its default site.
+    publishing.format = args.format;
+    let report = publish(publishing, Arc::new(AtomicBool::new(false)))
+        .await
+        .expect("the simulator ran");
     let backlog = report.acknowledged;
     eprintln!("backlog of {backlog} readings ready; draining it with the host…");
 
