@@ -40,6 +40,67 @@ impl Progress {
         tokio::time::timeout(ASK_TIMEOUT, self.ask()).await.ok()?
     }
 
+    /// Each partition's checkpointed next offset (`None`: no checkpoint yet). `None` while
+    /// Redis does not answer.
+    pub async fn offsets(&self) -> Option<Vec<Option<i64>>> {
+        let ask = async {
+            let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
+            let mut offsets = Vec::with_capacity(self.keys.len());
+            for key in &self.keys {
+                let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .ok()?;
+                offsets.push(bytes.map(|b| checkpointed_offset(key, &b)));
+            }
+            Some(offsets)
+        };
+        tokio::time::timeout(ASK_TIMEOUT, ask).await.ok()?
+    }
+
+    /// Waits until the host has moved the checkpoint of every partition in `partitions`
+    /// past where it was when called: it holds all of them in memory.
+    pub async fn wait_until_each_moved(
+        &self,
+        host: &mut LiveHost,
+        mut load: Option<&mut Load>,
+        partitions: &[i32],
+        deadline: Duration,
+    ) {
+        let until = Instant::now() + deadline;
+        let start = loop {
+            if let Some(offsets) = self.offsets().await {
+                break offsets;
+            }
+            assert!(
+                Instant::now() < until,
+                "Redis did not answer within {deadline:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        };
+        loop {
+            if let Some(now) = self.offsets().await {
+                if partitions
+                    .iter()
+                    .all(|&p| now[p as usize] > start[p as usize])
+                {
+                    return;
+                }
+            }
+            host.assert_running();
+            if let Some(load) = load.as_deref_mut() {
+                load.assert_running().await;
+            }
+            assert!(
+                Instant::now() < until,
+                "the host did not move the checkpoints of partitions {partitions:?} within {deadline:?}; see {}",
+                host.log.display()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// How many partitions have a checkpoint. `None` while Redis does not answer.
     pub async fn checkpointed_partitions(&self) -> Option<usize> {
         let ask = async {

@@ -11,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use system_tests::fixture::{plugin_dir, LocalService, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
+use system_tests::load::Load;
 use system_tests::oracle::{self, SentReading};
 use system_tests::progress::Progress;
 use system_tests::redis_read;
@@ -28,8 +29,13 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(300);
 /// take for an outage.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Paced load for the kill tests: the host is killed while it runs, so however fast the
+/// host is, it never runs out of work before the kills are done.
+const STEPS_PER_SECOND: f64 = 60.0;
+
+/// A host that exits once it has read everything.
 fn start_host(scope: &TestScope, topics: &SystemTopics, log: &std::path::Path) -> LiveHost {
-    start_host_with(scope, topics, log, &[])
+    start_host_with(scope, topics, log, &["--exit-when-caught-up"])
 }
 
 fn start_host_with(
@@ -44,10 +50,58 @@ fn start_host_with(
         HOST_BATCH,
         "--plugins",
         plugins.to_str().unwrap(),
-        "--exit-when-caught-up",
+        "--no-watch",
     ];
     args.extend_from_slice(extra);
     LiveHost::start(scope, topics, log, &args)
+}
+
+fn fleet(scope: &TestScope, seed: u64) -> SimConfig {
+    SimConfig {
+        sites: 2,
+        seed,
+        start_ms: RUN_START_MS,
+        days: None,
+        site_prefix: format!("{}-s", scope.id),
+    }
+}
+
+/// Stops the load and runs a host until it has stored everything the load sent; returns
+/// what was sent.
+async fn drain_after(
+    load: Load,
+    scope: &TestScope,
+    topics: &SystemTopics,
+    log: &std::path::Path,
+    extra: &[&str],
+) -> Vec<SentReading> {
+    load.stop().await;
+    let sent: Vec<SentReading> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
+        .iter()
+        .map(|r| oracle::sent_reading(r).unwrap())
+        .collect();
+    let mut args = vec!["--exit-when-caught-up"];
+    args.extend_from_slice(extra);
+    let mut host = start_host_with(scope, topics, log, &args);
+    let status = tokio::task::spawn_blocking(move || host.wait())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "the last run ends cleanly; see {}",
+        log.display()
+    );
+    sent
+}
+
+/// The partitions of the readings topic that have records so far.
+fn partitions_with_records(scope: &TestScope, topics: &SystemTopics) -> Vec<i32> {
+    read_all(&scope.services.kafka_bootstrap, &topics.readings)
+        .iter()
+        .map(|r| r.partition)
+        .collect::<BTreeSet<i32>>()
+        .into_iter()
+        .collect()
 }
 
 /// Every stored series equals the oracle's, and nothing else is stored.
@@ -78,62 +132,35 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     const PARTITIONS: i32 = 3;
     let mut scope = TestScope::new("kill_minus_nine_crashes");
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
-    let bootstrap = scope.services.kafka_bootstrap.clone();
-    let fleet = SimConfig {
-        sites: 2,
-        seed: 11,
-        start_ms: RUN_START_MS,
-        days: Some(6),
-        site_prefix: format!("{}-s", scope.id),
-    };
-    let report = publish(
-        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
-    .expect("the simulator ran");
-    assert!(report.failure.is_none());
-    let sent: Vec<SentReading> = read_all(&bootstrap, &topics.readings)
-        .iter()
-        .map(|r| oracle::sent_reading(r).unwrap())
-        .collect();
-    let total = sent.len() as i64;
+    let mut load = Load::start(
+        &scope,
+        &topics.readings,
+        fleet(&scope, 11),
+        STEPS_PER_SECOND,
+    );
 
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
-    let mut kills = 0;
-    while kills < KILLS {
-        let before = progress.stored().await.expect("Redis answers");
-        assert!(
-            before < total,
-            "the host finished before {KILLS} kills; only {kills} happened (send more readings)"
-        );
-        let mut host = start_host(&scope, &topics, &log);
+    for _ in 0..KILLS {
+        let mut host = start_host_with(&scope, &topics, &log, &[]);
         // Kill at a random instant after the host has made some progress.
         progress
-            .wait_for_more(&mut host, None, 1, PROGRESS_TIMEOUT, "before a kill")
+            .wait_for_more(
+                &mut host,
+                Some(&mut load),
+                1,
+                PROGRESS_TIMEOUT,
+                "before a kill",
+            )
             .await;
         tokio::time::sleep(Duration::from_millis(rng.random_range(0..150))).await;
-        if host.has_exited() {
-            break; // it finished before the kill
-        }
+        host.assert_running();
         host.kill(); // SIGKILL
-        kills += 1;
     }
-    assert_eq!(kills, KILLS, "every kill landed while the host was working");
 
-    let mut host = start_host(&scope, &topics, &log);
-    let status = tokio::task::spawn_blocking(move || host.wait())
-        .await
-        .unwrap();
-    assert!(
-        status.success(),
-        "the last run ends cleanly; see {}",
-        log.display()
-    );
-    assert_eq!(progress.stored().await, Some(total));
-
+    let sent = drain_after(load, &scope, &topics, &log, &[]).await;
+    assert_eq!(progress.stored().await, Some(sent.len() as i64));
     assert_equal_to_oracle(&scope, &sent, &format!("after {KILLS} crashes")).await;
     let _ = std::fs::remove_file(&log);
 }
@@ -232,70 +259,49 @@ async fn kill_minus_nine_with_batches_in_flight_leaves_redis_exactly_as_the_orac
     const PARTITIONS: i32 = 3;
     let mut scope = TestScope::new("kill_with_batches_in_flight");
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
-    let bootstrap = scope.services.kafka_bootstrap.clone();
-    let fleet = SimConfig {
-        sites: 2,
-        seed: 13,
-        start_ms: RUN_START_MS,
-        // Enough that the host is still busy when Redis stalls, however fast it is.
-        days: Some(20),
-        site_prefix: format!("{}-s", scope.id),
-    };
-    let report = publish(
-        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
-    .expect("the simulator ran");
-    assert!(report.failure.is_none());
-    let records = read_all(&bootstrap, &topics.readings);
-    let sent: Vec<SentReading> = records
-        .iter()
-        .map(|r| oracle::sent_reading(r).unwrap())
-        .collect();
-    let total = sent.len() as i64;
-    let used_partitions: BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
+    let mut load = Load::start(
+        &scope,
+        &topics.readings,
+        fleet(&scope, 13),
+        STEPS_PER_SECOND,
+    );
 
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let in_flight = ["--max-batches-in-flight", IN_FLIGHT];
     for _ in 0..IN_FLIGHT_KILLS {
         let mut host = start_host_with(&scope, &topics, &log, &in_flight);
-        // Every partition known: no checkpoint read waits for the stalled Redis.
+        // This host holds every partition with readings in memory: no checkpoint read of
+        // its own waits for the stalled Redis.
         progress
-            .wait_until_checkpointed(&mut host, used_partitions.len(), PROGRESS_TIMEOUT)
+            .wait_for_more(
+                &mut host,
+                Some(&mut load),
+                1,
+                PROGRESS_TIMEOUT,
+                "after a start",
+            )
             .await;
+        let used_partitions = partitions_with_records(&scope, &topics);
         progress
-            .wait_for_more(&mut host, None, 1, PROGRESS_TIMEOUT, "before Redis stalls")
+            .wait_until_each_moved(
+                &mut host,
+                Some(&mut load),
+                &used_partitions,
+                PROGRESS_TIMEOUT,
+            )
             .await;
-        let before = progress.stored().await.expect("Redis answers");
-        assert!(
-            before < total,
-            "the host finished before {IN_FLIGHT_KILLS} kills (send more readings)"
-        );
         let stalls_before = host.log_count(DURABLE_SIDE_STALLED);
         let stalled = LocalService::Redis.pause();
         host.wait_for_log(DURABLE_SIDE_STALLED, stalls_before + 1, PROGRESS_TIMEOUT)
             .await;
         host.kill(); // SIGKILL, with every in-flight slot taken
         drop(stalled);
-        let after = progress.stored().await.expect("Redis answers again");
-        assert!(
-            after < total,
-            "the kill landed before the host stored everything"
-        );
+        load.assert_running().await;
     }
 
-    let mut host = start_host_with(&scope, &topics, &log, &in_flight);
-    let status = tokio::task::spawn_blocking(move || host.wait())
-        .await
-        .unwrap();
-    assert!(
-        status.success(),
-        "the last run ends cleanly; see {}",
-        log.display()
-    );
-    assert_eq!(progress.stored().await, Some(total));
+    let sent = drain_after(load, &scope, &topics, &log, &in_flight).await;
+    assert_eq!(progress.stored().await, Some(sent.len() as i64));
     assert_equal_to_oracle(
         &scope,
         &sent,

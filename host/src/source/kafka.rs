@@ -8,7 +8,7 @@
 //! to `crate::outage::KAFKA` (one line when the outage starts, one when it ends: the
 //! client's statistics say when a broker is up again) instead of a line per retry.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -135,6 +135,10 @@ pub struct KafkaSource {
     /// `CaughtUp` was returned since the last records: not again at once (a live host
     /// would spin), only after the usual wait.
     caught_up_said: bool,
+    /// Partitions moved by `rewind` that had more to read, with the end they had then: an
+    /// end-of-partition notice the client queued before the seek says nothing about them,
+    /// so one counts only once the client's position is at that end (or a record came).
+    rewound: HashMap<i32, i64>,
     /// The batch being gathered. It lives here, not in `next`'s future, so that a `next`
     /// dropped half-way (the runner applies a hot swap) loses nothing: the next call
     /// carries on with it.
@@ -151,6 +155,7 @@ impl KafkaSource {
             log,
             at_end: HashSet::new(),
             caught_up_said: false,
+            rewound: HashMap::new(),
             batch: Vec::new(),
         })
     }
@@ -207,9 +212,55 @@ impl KafkaSource {
             .contains(&partition)
     }
 
+    /// After a seek to `offset`: the partition is at its end if nothing is past it (end
+    /// notices queued before the seek are then right), else it waits for its records.
+    async fn expect_records_from(&mut self, partition: i32, offset: i64) -> anyhow::Result<()> {
+        let (consumer, topic) = (&self.consumer, self.config.topic.as_str());
+        let (_low, high) = ask_kafka("where the partition ends", partition, || {
+            consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+        })
+        .await?;
+        if offset >= high {
+            self.rewound.remove(&partition);
+            self.at_end.insert(partition);
+        } else {
+            self.rewound.insert(partition, high);
+        }
+        Ok(())
+    }
+
+    /// Every assigned partition is read to its end, and the runner has heard of every
+    /// assignment (until it has placed a new partition at its checkpoint, the client's
+    /// end-of-partition notices describe where the group left off, not what is to read).
     fn caught_up(&self) -> bool {
         let log = self.log.lock().expect("rebalance log");
-        !log.assigned.is_empty() && log.assigned.iter().all(|p| self.at_end.contains(p))
+        !log.assigned.is_empty()
+            && log.newly_assigned.is_empty()
+            && log.assigned.iter().all(|p| self.at_end.contains(p))
+    }
+
+    /// Takes an end-of-partition notice; false if it predates a rewind (ignored).
+    fn reached_end(&mut self, partition: i32) -> bool {
+        if let Some(&end) = self.rewound.get(&partition) {
+            if self.position(partition).is_none_or(|at| at < end) {
+                return false;
+            }
+            self.rewound.remove(&partition);
+        }
+        self.at_end.insert(partition);
+        true
+    }
+
+    /// The client's position in a partition (the next offset it will hand over), if known.
+    fn position(&self, partition: i32) -> Option<i64> {
+        let positions = self.consumer.position().ok()?;
+        match positions
+            .find_partition(&self.config.topic, partition)?
+            .offset()
+        {
+            Offset::Offset(at) => Some(at),
+            _ => None,
+        }
     }
 }
 
@@ -356,11 +407,11 @@ impl Source for KafkaSource {
                 }
                 Ok(Ok(message)) => {
                     OUTAGE.succeeded();
+                    self.rewound.remove(&message.partition());
                     push(&mut self.at_end, &mut self.batch, &message)
                 }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
-                    self.at_end.insert(p);
-                    if self.caught_up() {
+                    if self.reached_end(p) && self.caught_up() {
                         return Ok(SourceEvent::CaughtUp);
                     }
                 }
@@ -382,10 +433,14 @@ impl Source for KafkaSource {
             }
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => break,
-                Ok(Ok(message)) => push(&mut self.at_end, &mut self.batch, &message),
+                Ok(Ok(message)) => {
+                    if !self.rewound.is_empty() {
+                        self.rewound.remove(&message.partition());
+                    }
+                    push(&mut self.at_end, &mut self.batch, &message)
+                }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
-                    self.at_end.insert(p);
-                    if self.caught_up() {
+                    if self.reached_end(p) && self.caught_up() {
                         break;
                     }
                 }
@@ -430,7 +485,7 @@ impl Source for KafkaSource {
                 Offset::Offset(offset),
                 METADATA_TIMEOUT,
             ) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return self.expect_records_from(partition, offset).await,
                 Err(_) if !self.is_assigned(partition) => return Ok(()),
                 Err(e) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(partition, offset, "seek failed, retrying: {e}");
