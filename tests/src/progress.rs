@@ -37,7 +37,8 @@ impl Progress {
     /// Records made durable over all partitions: the sum of the checkpointed next offsets
     /// (the topics tests use start at offset 0). `None` while Redis does not answer.
     pub async fn stored(&self) -> Option<i64> {
-        tokio::time::timeout(ASK_TIMEOUT, self.ask()).await.ok()?
+        let offsets = self.offsets().await?;
+        Some(offsets.into_iter().flatten().sum())
     }
 
     /// Each partition's checkpointed next offset (`None`: no checkpoint yet). `None` while
@@ -99,63 +100,6 @@ impl Progress {
             );
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    /// How many partitions have a checkpoint. `None` while Redis does not answer.
-    pub async fn checkpointed_partitions(&self) -> Option<usize> {
-        let ask = async {
-            let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
-            let mut count = 0;
-            for key in &self.keys {
-                let exists: bool = redis::cmd("EXISTS")
-                    .arg(key)
-                    .query_async(&mut conn)
-                    .await
-                    .ok()?;
-                count += usize::from(exists);
-            }
-            Some(count)
-        };
-        tokio::time::timeout(ASK_TIMEOUT, ask).await.ok()?
-    }
-
-    /// Waits until `partitions` partitions have a checkpoint (the host knows them all).
-    pub async fn wait_until_checkpointed(
-        &self,
-        host: &mut LiveHost,
-        partitions: usize,
-        deadline: Duration,
-    ) {
-        let until = Instant::now() + deadline;
-        while self
-            .checkpointed_partitions()
-            .await
-            .is_none_or(|n| n < partitions)
-        {
-            host.assert_running();
-            assert!(
-                Instant::now() < until,
-                "{partitions} partitions did not have a checkpoint within {deadline:?}; see {}",
-                host.log.display()
-            );
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    async fn ask(&self) -> Option<i64> {
-        let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
-        let mut total = 0;
-        for key in &self.keys {
-            let bytes: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(key)
-                .query_async(&mut conn)
-                .await
-                .ok()?;
-            if let Some(bytes) = bytes {
-                total += checkpointed_offset(key, &bytes);
-            }
-        }
-        Some(total)
     }
 
     /// Waits until at least `at_least` records are durable. Fails at once if the host or

@@ -357,16 +357,24 @@ fn new_consumer(
     Ok(consumer)
 }
 
+/// Adds a record to the batch: its partition is no longer at its end, and no longer
+/// waiting for its first record after a rewind. (A free function: the message borrows the
+/// consumer, so it cannot take the whole source.)
 fn push(
     at_end: &mut HashSet<i32>,
+    rewound: &mut HashMap<i32, i64>,
     records: &mut Vec<SourceRecord>,
     message: &rdkafka::message::BorrowedMessage<'_>,
 ) {
+    let partition = message.partition();
     if !at_end.is_empty() {
-        at_end.remove(&message.partition());
+        at_end.remove(&partition);
+    }
+    if !rewound.is_empty() {
+        rewound.remove(&partition);
     }
     records.push(SourceRecord {
-        partition: message.partition(),
+        partition,
         offset: message.offset(),
         key: message.key().map(<[u8]>::to_vec),
         payload: message.payload().unwrap_or_default().to_vec(),
@@ -407,8 +415,12 @@ impl Source for KafkaSource {
                 }
                 Ok(Ok(message)) => {
                     OUTAGE.succeeded();
-                    self.rewound.remove(&message.partition());
-                    push(&mut self.at_end, &mut self.batch, &message)
+                    push(
+                        &mut self.at_end,
+                        &mut self.rewound,
+                        &mut self.batch,
+                        &message,
+                    )
                 }
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     if self.reached_end(p) && self.caught_up() {
@@ -433,12 +445,12 @@ impl Source for KafkaSource {
             }
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Err(_) => break,
-                Ok(Ok(message)) => {
-                    if !self.rewound.is_empty() {
-                        self.rewound.remove(&message.partition());
-                    }
-                    push(&mut self.at_end, &mut self.batch, &message)
-                }
+                Ok(Ok(message)) => push(
+                    &mut self.at_end,
+                    &mut self.rewound,
+                    &mut self.batch,
+                    &message,
+                ),
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
                     if self.reached_end(p) && self.caught_up() {
                         break;
