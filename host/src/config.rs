@@ -9,6 +9,8 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
 
+use iot_protocol::time::StampConvention;
+
 use crate::plugin::PluginLimits;
 use crate::tenant::{load_tenants_file, SiteMatcher, TenantSpec};
 
@@ -16,6 +18,8 @@ use crate::tenant::{load_tenants_file, SiteMatcher, TenantSpec};
 pub mod defaults {
     pub const KAFKA: &str = "127.0.0.1:19092";
     pub const GROUP: &str = "iot-host";
+    /// The repartition stage's consumer group and transactional id prefix.
+    pub const REPARTITION_GROUP: &str = "iot-repartition";
     pub const READINGS_TOPIC: &str = "readings";
     pub const AGGREGATES_TOPIC: &str = "aggregates";
     pub const LATE_REJECTED_TOPIC: &str = "late-rejected";
@@ -25,6 +29,8 @@ pub mod defaults {
     pub const KEY_PREFIX: &str = iot_protocol::series::DEFAULT_KEY_PREFIX;
     pub const PLUGINS: &str = "target/plugins";
     pub const DEFAULT_SITE: &str = "default";
+    /// SPEC §2: readings stamped at the end of their interval.
+    pub const STAMPS: &str = "interval-end";
     /// SPEC §3.
     pub const ALLOWED_LATENESS: &str = "2d";
     pub const OUT_OF_ORDERNESS: &str = "0s";
@@ -121,6 +127,12 @@ pub struct Cli {
     /// Site of records in the plain line format.
     #[arg(long, default_value = defaults::DEFAULT_SITE)]
     pub default_site: String,
+    /// How the producers of the readings topic stamp a 15-minute reading: at the end of
+    /// its interval (`interval-end`: day D is (D 00:00, D+1 00:00], outputs stored at
+    /// D+1 00:00) or at its start (`interval-start`: day D is [D 00:00, D 23:45], outputs
+    /// stored at D 00:00). See the README's "Time" section.
+    #[arg(long, default_value = defaults::STAMPS)]
+    pub stamps: StampConvention,
     /// How late a reading may be and still be folded in, e.g. `2d`, `36h`, `90m`.
     #[arg(long, default_value = defaults::ALLOWED_LATENESS)]
     pub allowed_lateness: String,
@@ -177,6 +189,7 @@ struct FileConfig {
     max_memory_mib: Option<usize>,
     max_state_bytes: Option<usize>,
     default_site: Option<String>,
+    stamps: Option<StampConvention>,
     allowed_lateness: Option<String>,
     out_of_orderness: Option<String>,
     max_record_bytes: Option<usize>,
@@ -206,6 +219,7 @@ pub struct HostConfig {
     pub limits: PluginLimits,
     pub watch: bool,
     pub default_site: String,
+    pub stamps: StampConvention,
     pub allowed_lateness: Duration,
     pub out_of_orderness: Duration,
     pub max_record_bytes: usize,
@@ -293,6 +307,7 @@ impl HostConfig {
             },
             watch: !cli.no_watch,
             default_site: pick(matches, "default_site", cli.default_site, file.default_site),
+            stamps: pick(matches, "stamps", cli.stamps, file.stamps),
             allowed_lateness: parse_duration(&pick(
                 matches,
                 "allowed_lateness",
@@ -349,6 +364,84 @@ pub enum Command {
     /// sandbox rules, prints its info, and runs a probe window (init, fold, finish) under
     /// the limits. Exits non-zero, saying why, if any plugin fails.
     Validate(ValidateArgs),
+    /// Reads producers' topics of any partition layout (JSON records or plain lines) and
+    /// writes every reading, keyed by its site, to the readings topic, exactly once (Kafka
+    /// transactions). Run it when a producer does not key records by site; scale it out by
+    /// starting more instances with the same --group.
+    Repartition(Box<RepartitionArgs>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RepartitionArgs {
+    /// An input topic, `NAME` or `NAME:site=SITE` (the site of its line-format records;
+    /// default: --default-site) or `NAME:site=key` (the record key is the site).
+    /// Repeatable; JSON records always name their own site.
+    #[arg(long = "from", required = true)]
+    pub inputs: Vec<String>,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = defaults::KAFKA)]
+    pub kafka: String,
+    /// The topic the host reads.
+    #[arg(long = "to", default_value = defaults::READINGS_TOPIC)]
+    pub output_topic: String,
+    #[arg(long, default_value = defaults::DEAD_LETTER_TOPIC)]
+    pub dead_letter_topic: String,
+    /// The stage's own consumer group (not the host's).
+    #[arg(long, default_value = defaults::REPARTITION_GROUP)]
+    pub group: String,
+    /// Static group membership id (`group.instance.id`): give each instance its own.
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// Prefix of the transactional ids (one per assigned partition set).
+    #[arg(long, default_value = defaults::REPARTITION_GROUP)]
+    pub transactional_id_prefix: String,
+    /// Site of line-format records of topics without a `site=` option.
+    #[arg(long, default_value = defaults::DEFAULT_SITE)]
+    pub default_site: String,
+    /// How long a transaction stays open at most, e.g. `100ms`.
+    #[arg(long, default_value = "100ms")]
+    pub commit_interval: String,
+    /// Records per transaction, at most.
+    #[arg(long, default_value_t = crate::repartition::DEFAULT_MAX_RECORDS_PER_TRANSACTION)]
+    pub max_records_per_transaction: usize,
+    /// How long the broker keeps a vanished instance's transaction open, e.g. `15s`.
+    #[arg(long, default_value = "15s")]
+    pub transaction_timeout: String,
+    #[arg(long, default_value = defaults::SESSION_TIMEOUT)]
+    pub session_timeout: String,
+    /// Records larger than this many bytes are dead-lettered.
+    #[arg(long, default_value_t = defaults::MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+    /// Exit once every input partition is read to its end and committed.
+    #[arg(long)]
+    pub exit_when_caught_up: bool,
+}
+
+impl RepartitionArgs {
+    pub fn into_config(self) -> anyhow::Result<crate::repartition::RepartitionConfig> {
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|text| crate::repartition::InputTopic::parse(text, &self.default_site))
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(anyhow::Error::msg)?;
+        Ok(crate::repartition::RepartitionConfig {
+            kafka: self.kafka,
+            group: self.group,
+            instance_id: self.instance_id,
+            inputs,
+            output_topic: self.output_topic,
+            dead_letter_topic: self.dead_letter_topic,
+            transactional_id_prefix: self.transactional_id_prefix,
+            commit_interval: parse_duration(&self.commit_interval).context("--commit-interval")?,
+            max_records_per_transaction: self.max_records_per_transaction.max(1),
+            transaction_timeout: parse_duration(&self.transaction_timeout)
+                .context("--transaction-timeout")?,
+            session_timeout: parse_duration(&self.session_timeout).context("--session-timeout")?,
+            max_record_bytes: self.max_record_bytes,
+            exit_when_caught_up: self.exit_when_caught_up,
+        })
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -7,6 +7,8 @@
 //! - [`reload`]: watching plugin folders and pipeline files, building what changed off the
 //!   hot path.
 //! - [`source`], [`store`], [`publish`]: Kafka in, RedisTimeSeries and Kafka out.
+//! - [`repartition`]: the repartition stage (`iot-host repartition`), other producers'
+//!   partition layouts → readings keyed by site, exactly once.
 //! - [`outage`]: Kafka and Redis outages, logged once when they start and once when they end.
 //! - [`live`]: the live page, pushing points over a WebSocket as they are stored.
 //! - [`runner`]: the batch loop wiring them together, a fold side and a durable side
@@ -21,6 +23,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod profile;
 pub mod publish;
+pub mod repartition;
 pub mod reload;
 pub mod runner;
 pub mod source;

@@ -29,9 +29,13 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let (mut cli, matches) = Cli::parse_with_sources();
-    if let Some(Command::Validate(args)) = cli.command.take() {
-        let all_ok = iot_host::validate::validate(&args)?;
-        std::process::exit(if all_ok { 0 } else { 1 });
+    match cli.command.take() {
+        Some(Command::Validate(args)) => {
+            let all_ok = iot_host::validate::validate(&args)?;
+            std::process::exit(if all_ok { 0 } else { 1 });
+        }
+        Some(Command::Repartition(args)) => return repartition((*args).into_config()?).await,
+        None => {}
     }
     let config = HostConfig::from_cli(cli, &matches)?;
     let mut loaders = config
@@ -128,6 +132,37 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `iot-host repartition`: the stage runs on a thread of its own (its Kafka calls block);
+/// Ctrl-C or SIGTERM asks it to commit what it handed on and stop.
+async fn repartition(config: iot_host::repartition::RepartitionConfig) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let worker = {
+        let stop = stop.clone();
+        std::thread::spawn(move || iot_host::repartition::run(&config, &stop))
+    };
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let finished = tokio::task::spawn_blocking(move || worker.join());
+    tokio::pin!(finished);
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => stop.store(true, Ordering::Relaxed),
+        _ = terminate.recv() => stop.store(true, Ordering::Relaxed),
+        _ = &mut finished => {}
+    }
+    let counts = finished
+        .await?
+        .map_err(|_| anyhow::anyhow!("the repartition stage panicked"))??;
+    println!("{}", serde_json::json!({
+        "consumed": counts.consumed,
+        "readings": counts.readings,
+        "dead_letters": counts.dead_letters,
+        "transactions": counts.transactions,
+        "aborted": counts.aborted,
+    }));
+    Ok(())
+}
+
 fn engine_config(config: &HostConfig) -> EngineConfig {
     EngineConfig {
         default_site: config.default_site.clone(),
@@ -138,6 +173,7 @@ fn engine_config(config: &HostConfig) -> EngineConfig {
         },
         key_prefix: config.key_prefix.clone(),
         input_topic: config.readings_topic.clone(),
+        stamps: config.stamps,
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 
+use iot_protocol::time::StampConvention;
+
 use super::tenant::VersionId;
 use super::{BuildRef, Effects, Engine, PartitionCheckpoint};
 use crate::profile::Stage;
@@ -80,6 +82,10 @@ impl Engine {
             next_offset: self.partitions.get(&partition).map_or(0, |p| p.next_offset),
             builds,
             sites,
+            stamps: match self.config.stamps {
+                StampConvention::IntervalEnd => None,
+                other => Some(other.as_str().to_owned()),
+            },
         }
     }
 }

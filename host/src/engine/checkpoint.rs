@@ -20,6 +20,10 @@ pub struct PartitionCheckpoint {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub builds: Vec<BuildRef>,
     pub sites: BTreeMap<String, SiteSnapshot>,
+    /// The stamp convention the windows were filed under (absent: interval-end). A host
+    /// started with another `--stamps` refuses the checkpoint rather than mix the two.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamps: Option<String>,
 }
 
 /// A plugin build, by the SHA-256 of its component; its bytes are archived in the store.

@@ -67,7 +67,13 @@ impl Engine {
         let tenant = &self.tenants[site.tenant];
         let outputs = tenant.output_names.len();
         site.touched = true;
-        let end = interval_end_window_end(reading.ts_ms);
+        // Filed by its interval's end (the stamp itself unless `--stamps interval-start`);
+        // stored with its own stamp.
+        let at = self
+            .config
+            .stamps
+            .interval_end_instant(reading.ts_ms, reading.sensor);
+        let end = interval_end_window_end(at);
         let lateness = self.config.lateness.classify(end, site.newest_ts);
         let kind = match lateness {
             Lateness::OnTime => Kind::Raw,
@@ -97,17 +103,17 @@ impl Engine {
                 return;
             }
         }
-        site.newest_ts = site.newest_ts.max(reading.ts_ms);
+        site.newest_ts = site.newest_ts.max(at);
         for &(output, input) in &tenant.pipeline.routes_by_sensor[reading.sensor.index()] {
             let sample = Sample {
                 input,
-                ts_ms: reading.ts_ms,
+                ts_ms: at,
                 value: reading.value,
             };
             push_sample(site, end, output, outputs, sample);
             // A reading at a day's start instant also opens the next day for plugins that
             // need both ends (daily difference of a cumulative meter).
-            if reading.ts_ms == end && tenant.includes_window_start[output] {
+            if at == end && tenant.includes_window_start[output] {
                 push_sample(site, end + DAY_MS, output, outputs, sample);
             }
         }

@@ -31,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use iot_protocol::time::StampConvention;
 use iot_protocol::SeriesName;
 use serde_json::json;
 
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub key_prefix: String,
     /// Name of the input topic, quoted in dead-letter records.
     pub input_topic: String,
+    /// How the input topic's producers stamp readings (`--stamps`).
+    pub stamps: StampConvention,
 }
 
 impl Default for EngineConfig {
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             lateness: LatenessPolicy::default(),
             key_prefix: iot_protocol::series::DEFAULT_KEY_PREFIX.into(),
             input_topic: "readings".into(),
+            stamps: StampConvention::default(),
         }
     }
 }
@@ -242,6 +246,15 @@ impl Engine {
     ) -> anyhow::Result<()> {
         let next_offset = match checkpoint {
             Some(cp) => {
+                let filed_under = cp.stamps.as_deref().unwrap_or("interval-end");
+                if filed_under != self.config.stamps.as_str() {
+                    anyhow::bail!(
+                        "the checkpoint of partition {partition} filed its windows under \
+                         --stamps {filed_under}, but this host runs with --stamps {}: start it \
+                         with --stamps {filed_under}, or use a new --key-prefix to start over",
+                        self.config.stamps
+                    );
+                }
                 for (name, snapshot) in &cp.sites {
                     let Some(t) = self.tenant_of(name) else {
                         tracing::warn!(site = %name, "checkpoint holds a site no tenant owns now; its windows are dropped");

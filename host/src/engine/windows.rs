@@ -261,19 +261,20 @@ impl Engine {
             .output_series(site_name, site, output, spec, &mut self.effects);
         self.effects.samples.push(StoredSample {
             series,
-            ts_ms: end,
+            ts_ms: self.config.stamps.output_ts(end),
             value,
         });
         let key = self.series.key(series);
+        let ts = self.config.stamps.output_ts(end);
         self.effects.records.push(OutRecord {
             topic: OutTopic::Aggregates,
-            key: Some(format!("{key}@{end}")),
+            key: Some(format!("{key}@{ts}")),
             value: json!({
                 "site": site_name,
                 "sensor": spec.name,
                 "kind": spec.kind.as_str(),
-                "ts": format_ts(end),
-                "ts_ms": end,
+                "ts": format_ts(ts),
+                "ts_ms": ts,
                 "value": value,
             })
             .to_string(),

@@ -1,0 +1,624 @@
+//! The stage's Kafka loop: consume, merge, produce in a transaction, commit the consumed
+//! offsets in the same transaction. Blocking; runs on a thread of its own.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sha2::{Digest, Sha256};
+
+use super::merge::{InputPartition, Merge, MergeKey};
+use super::transform::{transform, Origin, Transformed};
+use super::{RepartitionConfig, RepartitionError, StageCounts};
+
+/// How long a transaction call (init, offsets, commit, abort) may wait for the broker.
+const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a poll waits when nothing is ready to hand on.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+/// How often an input partition with nothing buffered is asked where it ends, at most.
+const END_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Records buffered for one input partition before it is paused (it runs ahead of the
+/// others in send time); resumed when half of them are handed on. Bounds memory.
+const MAX_BUFFERED_PER_PARTITION: usize = 20_000;
+/// Records taken from the client between two looks at the merge.
+const MAX_RECORDS_PER_POLL: usize = 1024;
+/// How often the stage logs what it did.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// What the rebalance callbacks saw; the loop acts on it after each poll.
+#[derive(Default)]
+struct Rebalances {
+    revoked: bool,
+    assigned: Option<Vec<(String, i32)>>,
+}
+
+struct StageContext {
+    rebalances: Arc<Mutex<Rebalances>>,
+}
+
+impl ClientContext for StageContext {}
+
+impl ConsumerContext for StageContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(_) = rebalance {
+            self.rebalances.lock().expect("rebalances").revoked = true;
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            let partitions = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            self.rebalances.lock().expect("rebalances").assigned = Some(partitions);
+        }
+    }
+}
+
+/// One record waiting in the merge.
+struct Pending {
+    offset: i64,
+    out: Transformed,
+}
+
+pub(super) struct Stage<'a> {
+    config: &'a RepartitionConfig,
+    rebalances: Arc<Mutex<Rebalances>>,
+    consumer: BaseConsumer<StageContext>,
+    /// The transactional producer of the current assignment (`None` while unassigned).
+    producer: Option<BaseProducer>,
+    merge: Merge<Pending>,
+    /// The next offset of every partition handed on in the open transaction.
+    offsets: HashMap<InputPartition, i64>,
+    transaction: Option<Transaction>,
+    paused: HashSet<InputPartition>,
+    /// When each partition was last asked where it ends.
+    end_checks: HashMap<InputPartition, Instant>,
+    /// Committed offsets of the assigned partitions, as of the assignment.
+    starts: HashMap<InputPartition, i64>,
+    producer_id: String,
+    pub(super) counts: StageCounts,
+}
+
+struct Transaction {
+    started: Instant,
+    records: usize,
+}
+
+impl<'a> Stage<'a> {
+    pub(super) fn connect(config: &'a RepartitionConfig) -> Result<Stage<'a>, RepartitionError> {
+        let rebalances = Arc::new(Mutex::new(Rebalances::default()));
+        let mut client = ClientConfig::new();
+        if let Some(id) = &config.instance_id {
+            client.set("group.instance.id", id);
+        }
+        let consumer: BaseConsumer<StageContext> = client
+            .set("bootstrap.servers", &config.kafka)
+            .set("group.id", &config.group)
+            // Offsets are committed only inside the output transaction.
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            // Inputs written by transactions (another stage) are read once committed.
+            .set("isolation.level", "read_committed")
+            .set(
+                "session.timeout.ms",
+                config.session_timeout.as_millis().to_string(),
+            )
+            .set("fetch.wait.max.ms", "50")
+            .set("fetch.queue.backoff.ms", "5")
+            .create_with_context(StageContext {
+                rebalances: rebalances.clone(),
+            })
+            .map_err(|source| RepartitionError::Client {
+                what: "consumer",
+                source,
+            })?;
+        let topics: Vec<&str> = config.inputs.iter().map(|i| i.name.as_str()).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|source| RepartitionError::Client {
+                what: "subscription",
+                source,
+            })?;
+        Ok(Stage {
+            config,
+            rebalances,
+            consumer,
+            producer: None,
+            merge: Merge::default(),
+            offsets: HashMap::new(),
+            transaction: None,
+            paused: HashSet::new(),
+            end_checks: HashMap::new(),
+            starts: HashMap::new(),
+            producer_id: String::new(),
+            counts: StageCounts::default(),
+        })
+    }
+
+    /// Runs until `stop` is set (or, with `exit_when_caught_up`, until every input is
+    /// read to its end and committed).
+    pub(super) fn run(&mut self, stop: &AtomicBool) -> Result<(), RepartitionError> {
+        let mut last_progress = Instant::now();
+        loop {
+            self.apply_rebalances()?;
+            if stop.load(Ordering::Relaxed) {
+                return self.commit();
+            }
+            self.poll()?;
+            self.check_ends()?;
+            self.hand_on()?;
+            if self.transaction_due() {
+                self.commit()?;
+            }
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                tracing::info!(counts = %self.counts, "repartition progress");
+            }
+            if self.config.exit_when_caught_up
+                && self.transaction.is_none()
+                && self.merge.drained()
+            {
+                tracing::info!(counts = %self.counts, "repartition caught up: every input read to its end and committed");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes what the client has (waiting a little for the first record), stopping early
+    /// at a rebalance so no record is filed under the wrong assignment.
+    fn poll(&mut self) -> Result<(), RepartitionError> {
+        let mut wait = IDLE_POLL;
+        for _ in 0..MAX_RECORDS_PER_POLL {
+            let Some(event) = self.consumer.poll(wait) else {
+                return Ok(());
+            };
+            wait = Duration::ZERO;
+            match event {
+                Ok(message) => {
+                    let Some(topic) = self.input_index(message.topic()) else {
+                        continue;
+                    };
+                    let buffered = take(
+                        self.config,
+                        topic,
+                        &message,
+                        &mut self.merge,
+                        &mut self.counts,
+                    );
+                    let partition = (topic, message.partition());
+                    drop(message);
+                    if buffered >= MAX_BUFFERED_PER_PARTITION && self.paused.insert(partition) {
+                        self.set_paused(partition, true);
+                    }
+                }
+                // The notice names no topic: ends are asked for instead (`check_ends`).
+                Err(KafkaError::PartitionEOF(_)) => {}
+                Err(e) => tracing::warn!("Kafka consumer: {e}"),
+            }
+            if self.rebalance_pending() {
+                return self.apply_rebalances();
+            }
+        }
+        Ok(())
+    }
+
+    fn rebalance_pending(&self) -> bool {
+        let r = self.rebalances.lock().expect("rebalances");
+        r.revoked || r.assigned.is_some()
+    }
+
+    /// After a revoke, the open transaction is aborted (its records are read again by the
+    /// partitions' next owner); after an assignment, a producer for the new partition set.
+    fn apply_rebalances(&mut self) -> Result<(), RepartitionError> {
+        let (revoked, assigned) = {
+            let mut r = self.rebalances.lock().expect("rebalances");
+            (std::mem::take(&mut r.revoked), r.assigned.take())
+        };
+        if revoked {
+            self.abort("its partitions were revoked")?;
+            self.merge.assign([]);
+            self.paused.clear();
+            self.producer = None;
+        }
+        if let Some(assigned) = assigned {
+            let partitions: Vec<InputPartition> = assigned
+                .iter()
+                .filter_map(|(topic, p)| self.input_index(topic).map(|i| (i, *p)))
+                .collect();
+            self.merge.assign(partitions.iter().copied());
+            self.end_checks.clear();
+            self.starts = self.committed(&assigned)?;
+            self.producer_id = transactional_id(&self.config.transactional_id_prefix, &assigned);
+            self.producer = if assigned.is_empty() {
+                None
+            } else {
+                Some(self.transactional_producer()?)
+            };
+            tracing::info!(partitions = ?assigned, "repartition assigned");
+        }
+        Ok(())
+    }
+
+    /// A producer whose `transactional.id` names the assigned partition set: a stage
+    /// restarted on the same set (or a member taking it over) fences the one before it
+    /// and aborts its open transaction at once.
+    fn transactional_producer(&self) -> Result<BaseProducer, RepartitionError> {
+        let id = self.producer_id.clone();
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.config.kafka)
+            .set("transactional.id", &id)
+            .set("enable.idempotence", "true")
+            .set(
+                "transaction.timeout.ms",
+                self.config.transaction_timeout.as_millis().to_string(),
+            )
+            .set("linger.ms", "5")
+            .create()
+            .map_err(|source| RepartitionError::Client {
+                what: "transactional producer",
+                source,
+            })?;
+        producer
+            .init_transactions(TRANSACTION_CALL_TIMEOUT)
+            .map_err(|source| RepartitionError::Transaction {
+                what: "initialise the transactions of",
+                id: id.clone(),
+                source,
+            })?;
+        tracing::info!(transactional_id = %id, "repartition producer ready (earlier holders of this id are fenced)");
+        Ok(producer)
+    }
+
+    /// Where each assigned partition starts: its committed offset (none: the beginning).
+    fn committed(
+        &self,
+        assigned: &[(String, i32)],
+    ) -> Result<HashMap<InputPartition, i64>, RepartitionError> {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in assigned {
+            list.add_partition(topic, *partition);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, TRANSACTION_CALL_TIMEOUT)
+            .map_err(|source| RepartitionError::Client {
+                what: "committed offsets",
+                source,
+            })?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| {
+                let input = self.input_index(e.topic())?;
+                match e.offset() {
+                    Offset::Offset(o) => Some(((input, e.partition()), o)),
+                    _ => None,
+                }
+            })
+            .collect())
+    }
+
+    fn input_index(&self, topic: &str) -> Option<usize> {
+        self.config.inputs.iter().position(|i| i.name == topic)
+    }
+
+    /// Partitions with nothing buffered: read to their end? (The client's end-of-partition
+    /// notice names no topic, so the stage asks where each partition ends instead, at most
+    /// every `END_CHECK_INTERVAL`.)
+    fn check_ends(&mut self) -> Result<(), RepartitionError> {
+        let now = Instant::now();
+        let waiting: Vec<InputPartition> = self
+            .merge
+            .partitions()
+            .filter(|&p| self.merge.buffered(p) == 0)
+            .filter(|p| {
+                self.end_checks
+                    .get(p)
+                    .is_none_or(|asked| now - *asked >= END_CHECK_INTERVAL)
+            })
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let positions = self.consumer.position().ok();
+        for partition in waiting {
+            self.end_checks.insert(partition, now);
+            let topic = &self.config.inputs[partition.0].name;
+            let Ok((low, high)) =
+                self.consumer
+                    .fetch_watermarks(topic, partition.1, TRANSACTION_CALL_TIMEOUT)
+            else {
+                continue;
+            };
+            // The next record to hand on: the client's position once it handed one over,
+            // else where the partition was committed, else its start.
+            let consumed = positions
+                .as_ref()
+                .and_then(|list| list.find_partition(topic, partition.1))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            let at = consumed
+                .or_else(|| self.starts.get(&partition).copied())
+                .unwrap_or(low);
+            if at >= high {
+                self.merge.reached_end(partition);
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands on what the merge releases, in a transaction.
+    fn hand_on(&mut self) -> Result<(), RepartitionError> {
+        while self
+            .transaction
+            .as_ref()
+            .is_none_or(|t| t.records < self.config.max_records_per_transaction)
+        {
+            let Some((partition, pending)) = self.merge.pop() else {
+                break;
+            };
+            self.begin()?;
+            self.produce(&pending.out)?;
+            self.offsets.insert(partition, pending.offset + 1);
+            if let Some(t) = self.transaction.as_mut() {
+                t.records += 1;
+            }
+            if self.paused.contains(&partition)
+                && self.merge.buffered(partition) <= MAX_BUFFERED_PER_PARTITION / 2
+            {
+                self.paused.remove(&partition);
+                self.set_paused(partition, false);
+            }
+        }
+        Ok(())
+    }
+
+    fn begin(&mut self) -> Result<(), RepartitionError> {
+        if self.transaction.is_some() {
+            return Ok(());
+        }
+        let producer = self.producer.as_ref().expect("assigned partitions have a producer");
+        producer
+            .begin_transaction()
+            .map_err(|source| RepartitionError::Transaction {
+                what: "begin a transaction of",
+                id: self.producer_id.clone(),
+                source,
+            })?;
+        self.transaction = Some(Transaction {
+            started: Instant::now(),
+            records: 0,
+        });
+        Ok(())
+    }
+
+    fn produce(&mut self, out: &Transformed) -> Result<(), RepartitionError> {
+        let producer = self.producer.as_ref().expect("in a transaction");
+        let (topic, key, value) = match out {
+            Transformed::Reading { site, value, .. } => {
+                self.counts.readings += 1;
+                (&self.config.output_topic, Some(site.as_str()), value)
+            }
+            Transformed::DeadLetter { key, value } => {
+                self.counts.dead_letters += 1;
+                (&self.config.dead_letter_topic, key.as_deref(), value)
+            }
+        };
+        let mut record = BaseRecord::<str, str>::to(topic).payload(value.as_str());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((source, _)) => {
+                    return Err(RepartitionError::Client {
+                        what: "producer",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    fn transaction_due(&self) -> bool {
+        self.transaction.as_ref().is_some_and(|t| {
+            t.records >= self.config.max_records_per_transaction
+                || t.started.elapsed() >= self.config.commit_interval
+        })
+    }
+
+    /// Commits the open transaction: the produced records and the consumed offsets become
+    /// visible together, or neither does.
+    fn commit(&mut self) -> Result<(), RepartitionError> {
+        let Some(transaction) = self.transaction.take() else {
+            return Ok(());
+        };
+        let producer = self.producer.as_ref().expect("in a transaction");
+        let mut offsets = TopicPartitionList::new();
+        for (&(topic, partition), &next) in &self.offsets {
+            offsets
+                .add_partition_offset(
+                    &self.config.inputs[topic].name,
+                    partition,
+                    Offset::Offset(next),
+                )
+                .expect("a valid offset");
+        }
+        let group = self
+            .consumer
+            .group_metadata()
+            .ok_or(RepartitionError::NoGroupMetadata)?;
+        let result = producer
+            .send_offsets_to_transaction(&offsets, &group, TRANSACTION_CALL_TIMEOUT)
+            .and_then(|()| producer.commit_transaction(TRANSACTION_CALL_TIMEOUT));
+        match result {
+            Ok(()) => {
+                self.offsets.clear();
+                self.counts.transactions += 1;
+                Ok(())
+            }
+            Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+                tracing::warn!(records = transaction.records, "transaction failed ({e}); aborting it and reading its records again");
+                self.transaction = Some(transaction);
+                self.abort("a commit failed")?;
+                self.rewind()
+            }
+            Err(source) => Err(RepartitionError::Transaction {
+                what: "commit a transaction of",
+                id: self.producer_id.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Aborts the open transaction, if any: none of its records becomes visible.
+    fn abort(&mut self, why: &str) -> Result<(), RepartitionError> {
+        let Some(transaction) = self.transaction.take() else {
+            return Ok(());
+        };
+        self.offsets.clear();
+        self.counts.aborted += 1;
+        tracing::info!(
+            records = transaction.records,
+            "repartition transaction aborted: {why}"
+        );
+        let Some(producer) = self.producer.as_ref() else {
+            return Ok(());
+        };
+        producer
+            .abort_transaction(TRANSACTION_CALL_TIMEOUT)
+            .map_err(|source| RepartitionError::Transaction {
+                what: "abort a transaction of",
+                id: self.producer_id.clone(),
+                source,
+            })
+    }
+
+    /// Back to the committed offsets (after an abort the consumed records are read again).
+    fn rewind(&mut self) -> Result<(), RepartitionError> {
+        self.merge.clear();
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|source| RepartitionError::Client {
+                what: "assignment",
+                source,
+            })?;
+        let committed = self
+            .consumer
+            .committed_offsets(assignment, TRANSACTION_CALL_TIMEOUT)
+            .map_err(|source| RepartitionError::Client {
+                what: "committed offsets",
+                source,
+            })?;
+        for e in committed.elements() {
+            let to = match e.offset() {
+                Offset::Offset(o) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(e.topic(), e.partition(), to, TRANSACTION_CALL_TIMEOUT)
+                .map_err(|source| RepartitionError::Client {
+                    what: "seek",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn set_paused(&self, (topic, partition): InputPartition, pause: bool) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.config.inputs[topic].name, partition);
+        let result = if pause {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        if let Err(e) = result {
+            tracing::warn!("cannot pause or resume an input partition: {e}");
+        }
+    }
+
+}
+
+/// Transforms a consumed record and buffers it for the merge; returns how many records its
+/// partition has buffered now.
+fn take(
+    config: &RepartitionConfig,
+    topic: usize,
+    message: &BorrowedMessage<'_>,
+    merge: &mut Merge<Pending>,
+    counts: &mut StageCounts,
+) -> usize {
+    let partition = (topic, message.partition());
+    let origin = Origin {
+        topic: message.topic(),
+        partition: message.partition(),
+        offset: message.offset(),
+    };
+    let out = transform(
+        &config.inputs[topic],
+        message.key(),
+        message.payload().unwrap_or_default(),
+        origin,
+        config.max_record_bytes,
+    );
+    let event_ms = match &out {
+        Transformed::Reading { ts_ms, .. } => *ts_ms,
+        Transformed::DeadLetter { .. } => i64::MIN,
+    };
+    // A record without a timestamp (very old producers) is ordered by its reading's time.
+    let sent_ms = message.timestamp().to_millis().unwrap_or(event_ms);
+    merge.push(
+        partition,
+        MergeKey { sent_ms, event_ms },
+        Pending {
+            offset: message.offset(),
+            out,
+        },
+    );
+    counts.consumed += 1;
+    merge.buffered(partition)
+}
+
+/// `<prefix>-<hash of the sorted partition set>`: stable for a partition set, different
+/// for any two disjoint sets.
+pub(super) fn transactional_id(prefix: &str, assigned: &[(String, i32)]) -> String {
+    let mut sorted: Vec<String> = assigned.iter().map(|(t, p)| format!("{t}:{p}")).collect();
+    sorted.sort();
+    let digest = Sha256::digest(sorted.join(",").as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}-{hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_transactional_id_depends_only_on_the_partition_set() {
+        let a = [("course".to_owned(), 1), ("course".to_owned(), 0)];
+        let b = [("course".to_owned(), 0), ("course".to_owned(), 1)];
+        let c = [("course".to_owned(), 0)];
+        assert_eq!(transactional_id("p", &a), transactional_id("p", &b));
+        assert_ne!(transactional_id("p", &a), transactional_id("p", &c));
+        assert!(transactional_id("iot", &c).starts_with("iot-"));
+    }
+}
