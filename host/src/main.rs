@@ -141,8 +141,7 @@ async fn repartition(config: iot_host::repartition::RepartitionConfig) -> anyhow
         let stop = stop.clone();
         std::thread::spawn(move || iot_host::repartition::run(&config, &stop))
     };
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let finished = tokio::task::spawn_blocking(move || worker.join());
     tokio::pin!(finished);
     tokio::select! {
@@ -153,13 +152,16 @@ async fn repartition(config: iot_host::repartition::RepartitionConfig) -> anyhow
     let counts = finished
         .await?
         .map_err(|_| anyhow::anyhow!("the repartition stage panicked"))??;
-    println!("{}", serde_json::json!({
-        "consumed": counts.consumed,
-        "readings": counts.readings,
-        "dead_letters": counts.dead_letters,
-        "transactions": counts.transactions,
-        "aborted": counts.aborted,
-    }));
+    println!(
+        "{}",
+        serde_json::json!({
+            "consumed": counts.consumed,
+            "readings": counts.readings,
+            "dead_letters": counts.dead_letters,
+            "transactions": counts.transactions,
+            "aborted": counts.aborted,
+        })
+    );
     Ok(())
 }
 

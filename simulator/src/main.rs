@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use iot_simulator::clock;
-use iot_simulator::{publish, Format, Pace, PublishConfig, SimConfig};
+use iot_simulator::{publish, Format, Layout, Pace, PublishConfig, SimConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Simulated building sensors (TH1, TH2, HVAC1, HVAC2, MiAC1, MiAC2, W1, Etot, Wtot, Mov1)
@@ -51,6 +51,12 @@ struct Cli {
     /// Record value format (line: one site only; the host files it under its default site).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
+    /// Where readings go: keyed by site on one topic (by-site), or the course project's
+    /// producer (course: plain lines stamped at the start of their interval, a partition
+    /// per sensor type, the 10-days-late readings on `<topic>-late`; one site). Read the
+    /// course layout with `iot-host repartition` (see the README).
+    #[arg(long, value_enum, default_value_t = Layout::BySite)]
+    layout: Layout,
     /// Site ids are this prefix and the site's number.
     #[arg(long, default_value = "s")]
     site_prefix: String,
@@ -97,6 +103,7 @@ async fn main() -> ExitCode {
         },
         pace,
         format: cli.format,
+        layout: cli.layout,
         partitions_if_created: cli.partitions,
         progress: true,
     };

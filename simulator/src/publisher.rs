@@ -27,6 +27,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 
 use crate::clock::Pacer;
 use crate::generator::{Generator, SimConfig, SimReading};
+use crate::layout::{Layout, COURSE_LATE_TOPIC_SUFFIX, COURSE_PARTITIONS};
 use crate::summary::Summary;
 
 /// At most this many records wait in the producer's queue.
@@ -67,6 +68,8 @@ pub struct PublishConfig {
     pub sim: SimConfig,
     pub pace: Pace,
     pub format: Format,
+    /// Where readings go (`Layout::Course` implies the line format and one site).
+    pub layout: Layout,
     /// Partitions of the topic if the simulator has to create it (SPEC: 6).
     pub partitions_if_created: i32,
     /// Show a progress bar over steps (fast mode, only when stderr is a terminal).
@@ -86,6 +89,7 @@ impl PublishConfig {
             sim,
             pace: Pace::Fast,
             format: Format::Json,
+            layout: Layout::BySite,
             partitions_if_created: 6,
             progress: false,
         }
@@ -310,6 +314,11 @@ pub async fn publish(
     config: PublishConfig,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<PublishReport> {
+    let mut config = config;
+    if config.layout == Layout::Course {
+        config.format = Format::Line;
+        config.partitions_if_created = COURSE_PARTITIONS;
+    }
     if config.format == Format::Line && config.sim.sites != 1 {
         bail!(
             "the line format carries no site, so it works with one site only (the host files line \
@@ -335,6 +344,10 @@ pub async fn publish(
             config.partitions_if_created,
         )
         .await?;
+    }
+    if config.layout == Layout::Course {
+        // Created even if it exists: "already exists" is fine.
+        create_topic(&config.bootstrap, &late_topic(&config.topic), 1).await?;
     }
     let report =
         tokio::task::spawn_blocking(move || run(generator, producer, deliveries, config, stop))
@@ -377,6 +390,7 @@ fn run(
         },
     };
     let bar = progress_bar(&config, generator.total_steps());
+    let late_topic = late_topic(&config.topic);
     let mut readings: Vec<SimReading> = Vec::new();
     let mut payload = String::new();
 
@@ -395,11 +409,24 @@ fn run(
             break;
         };
         for r in &readings {
-            encode(&generator, r, config.format, &mut payload);
-            let key = generator.site_ids()[r.site as usize].as_str();
-            let mut record = BaseRecord::to(&config.topic)
-                .key(key)
-                .payload(payload.as_str());
+            let route = config.layout.route(r);
+            let stamped = SimReading {
+                ts_ms: route.ts_ms,
+                ..*r
+            };
+            encode(&generator, &stamped, config.format, &mut payload);
+            let topic = if route.late_topic {
+                late_topic.as_str()
+            } else {
+                config.topic.as_str()
+            };
+            let mut record = BaseRecord::<str, str>::to(topic).payload(payload.as_str());
+            if route.keyed {
+                record = record.key(generator.site_ids()[r.site as usize].as_str());
+            }
+            if let Some(partition) = route.partition {
+                record = record.partition(partition);
+            }
             let mut unknown_since: Option<Instant> = None;
             loop {
                 match producer.send(record) {
@@ -483,6 +510,11 @@ fn run(
     report.acknowledged = deliveries.acknowledged.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
     report
+}
+
+/// The course layout's topic of 10-days-late readings.
+pub fn late_topic(topic: &str) -> String {
+    format!("{topic}{COURSE_LATE_TOPIC_SUFFIX}")
 }
 
 fn progress_bar(config: &PublishConfig, total_steps: Option<u64>) -> ProgressBar {

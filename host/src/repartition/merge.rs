@@ -179,7 +179,10 @@ mod tests {
     fn records_sent_in_the_same_millisecond_go_by_their_reading_time() {
         let mut merge = Merge::default();
         merge.assign([TH, W1]);
-        let at = |event_ms| MergeKey { sent_ms: 7, event_ms };
+        let at = |event_ms| MergeKey {
+            sent_ms: 7,
+            event_ms,
+        };
         merge.push(TH, at(20), "th step 2");
         merge.push(W1, at(10), "w1 step 1");
         merge.reached_end(TH);

@@ -164,9 +164,7 @@ impl<'a> Stage<'a> {
                 last_progress = Instant::now();
                 tracing::info!(counts = %self.counts, "repartition progress");
             }
-            if self.config.exit_when_caught_up
-                && self.transaction.is_none()
-                && self.merge.drained()
+            if self.config.exit_when_caught_up && self.transaction.is_none() && self.merge.drained()
             {
                 tracing::info!(counts = %self.counts, "repartition caught up: every input read to its end and committed");
                 return Ok(());
@@ -389,7 +387,10 @@ impl<'a> Stage<'a> {
         if self.transaction.is_some() {
             return Ok(());
         }
-        let producer = self.producer.as_ref().expect("assigned partitions have a producer");
+        let producer = self
+            .producer
+            .as_ref()
+            .expect("assigned partitions have a producer");
         producer
             .begin_transaction()
             .map_err(|source| RepartitionError::Transaction {
@@ -475,7 +476,10 @@ impl<'a> Stage<'a> {
                 Ok(())
             }
             Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-                tracing::warn!(records = transaction.records, "transaction failed ({e}); aborting it and reading its records again");
+                tracing::warn!(
+                    records = transaction.records,
+                    "transaction failed ({e}); aborting it and reading its records again"
+                );
                 self.transaction = Some(transaction);
                 self.abort("a commit failed")?;
                 self.rewind()
@@ -555,7 +559,6 @@ impl<'a> Stage<'a> {
             tracing::warn!("cannot pause or resume an input partition: {e}");
         }
     }
-
 }
 
 /// Transforms a consumed record and buffers it for the merge; returns how many records its

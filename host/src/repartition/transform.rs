@@ -198,7 +198,13 @@ mod tests {
     #[test]
     fn a_line_of_a_keyed_topic_takes_its_key_as_site() {
         let input = InputTopic::parse("lines:site=key", "default").unwrap();
-        let out = transform(&input, Some(b"s4"), b"TH1 2020-01-01 00:15:00 21", ORIGIN, MAX);
+        let out = transform(
+            &input,
+            Some(b"s4"),
+            b"TH1 2020-01-01 00:15:00 21",
+            ORIGIN,
+            MAX,
+        );
         assert!(matches!(&out, Transformed::Reading { site, .. } if site == "s4"));
         let unkeyed = transform(&input, None, b"TH1 2020-01-01 00:15:00 21", ORIGIN, MAX);
         assert_eq!(value_of(&unkeyed)["reason"], "missing_field");
@@ -207,7 +213,13 @@ mod tests {
     #[test]
     fn a_bad_record_is_dead_lettered_with_the_topic_it_came_from() {
         let input = InputTopic::parse("course", "default").unwrap();
-        let out = transform(&input, Some(b"k"), b"XYZ 2020-01-01 00:15:00 1", ORIGIN, MAX);
+        let out = transform(
+            &input,
+            Some(b"k"),
+            b"XYZ 2020-01-01 00:15:00 1",
+            ORIGIN,
+            MAX,
+        );
         let v = value_of(&out);
         assert!(matches!(out, Transformed::DeadLetter { .. }));
         assert_eq!(v["reason"], "unknown_sensor");
