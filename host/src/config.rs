@@ -392,9 +392,10 @@ pub struct RepartitionArgs {
     /// Static group membership id (`group.instance.id`): give each instance its own.
     #[arg(long)]
     pub instance_id: Option<String>,
-    /// Prefix of the transactional ids (one per assigned partition set).
-    #[arg(long, default_value = defaults::REPARTITION_GROUP)]
-    pub transactional_id_prefix: String,
+    /// Prefix of the transactional ids (one per assigned partition set); default: the
+    /// group.
+    #[arg(long)]
+    pub transactional_id_prefix: Option<String>,
     /// Site of line-format records of topics without a `site=` option.
     #[arg(long, default_value = defaults::DEFAULT_SITE)]
     pub default_site: String,
@@ -426,13 +427,15 @@ impl RepartitionArgs {
             .collect::<Result<Vec<_>, String>>()
             .map_err(anyhow::Error::msg)?;
         Ok(crate::repartition::RepartitionConfig {
+            transactional_id_prefix: self
+                .transactional_id_prefix
+                .unwrap_or_else(|| self.group.clone()),
             kafka: self.kafka,
             group: self.group,
             instance_id: self.instance_id,
             inputs,
             output_topic: self.output_topic,
             dead_letter_topic: self.dead_letter_topic,
-            transactional_id_prefix: self.transactional_id_prefix,
             commit_interval: parse_duration(&self.commit_interval).context("--commit-interval")?,
             max_records_per_transaction: self.max_records_per_transaction.max(1),
             transaction_timeout: parse_duration(&self.transaction_timeout)

@@ -142,16 +142,13 @@ async fn repartition(config: iot_host::repartition::RepartitionConfig) -> anyhow
         std::thread::spawn(move || iot_host::repartition::run(&config, &stop))
     };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let finished = tokio::task::spawn_blocking(move || worker.join());
-    tokio::pin!(finished);
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => stop.store(true, Ordering::Relaxed),
-        _ = terminate.recv() => stop.store(true, Ordering::Relaxed),
-        _ = &mut finished => {}
-    }
-    let counts = finished
-        .await?
-        .map_err(|_| anyhow::anyhow!("the repartition stage panicked"))??;
+    let mut finished = tokio::task::spawn_blocking(move || worker.join());
+    let joined = tokio::select! {
+        joined = &mut finished => joined,
+        _ = tokio::signal::ctrl_c() => { stop.store(true, Ordering::Relaxed); finished.await }
+        _ = terminate.recv() => { stop.store(true, Ordering::Relaxed); finished.await }
+    };
+    let counts = joined?.map_err(|_| anyhow::anyhow!("the repartition stage panicked"))??;
     println!(
         "{}",
         serde_json::json!({

@@ -113,6 +113,11 @@ pub enum RepartitionError {
         #[source]
         source: KafkaError,
     },
+    #[error(
+        "topic {0:?} does not exist: create it first (`scripts/stack up` creates the standard \
+         topics; else kafka-topics.sh --create --topic {0} --partitions 6)"
+    )]
+    MissingTopic(String),
     #[error("the consumer has no group metadata to commit offsets with (not in a group yet)")]
     NoGroupMetadata,
 }

@@ -122,6 +122,9 @@ impl<'a> Stage<'a> {
                 what: "consumer",
                 source,
             })?;
+        for topic in [&config.output_topic, &config.dead_letter_topic] {
+            require_topic(&consumer, topic)?;
+        }
         let topics: Vec<&str> = config.inputs.iter().map(|i| i.name.as_str()).collect();
         consumer
             .subscribe(&topics)
@@ -558,6 +561,29 @@ impl<'a> Stage<'a> {
         if let Err(e) = result {
             tracing::warn!("cannot pause or resume an input partition: {e}");
         }
+    }
+}
+
+/// The stage writes only to topics that exist: a missing one would fail every transaction
+/// (the broker does not create topics for transactional producers).
+fn require_topic(
+    consumer: &BaseConsumer<StageContext>,
+    topic: &str,
+) -> Result<(), RepartitionError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), TRANSACTION_CALL_TIMEOUT)
+        .map_err(|source| RepartitionError::Client {
+            what: "metadata request",
+            source,
+        })?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    if exists {
+        Ok(())
+    } else {
+        Err(RepartitionError::MissingTopic(topic.to_owned()))
     }
 }
 
