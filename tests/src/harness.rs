@@ -112,7 +112,24 @@ pub async fn run_host_with<O: CommitObserver>(
     options: RunOptions,
     observer: &mut O,
 ) -> Stats {
-    let config = engine_config(scope, topics);
+    run_host_configured(
+        scope,
+        topics,
+        engine_config(scope, topics),
+        options,
+        observer,
+    )
+    .await
+}
+
+/// [`run_host_with`] with an engine configuration of the test's own (e.g. `stamps`).
+pub async fn run_host_configured<O: CommitObserver>(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    config: EngineConfig,
+    options: RunOptions,
+    observer: &mut O,
+) -> Stats {
     let mut engine = Engine::new(
         config,
         Arc::new(Pipeline::reference()),

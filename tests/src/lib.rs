@@ -7,6 +7,7 @@
 //! - [`live_host`]: the real host binary running live, with a deploy folder of its own.
 //! - [`load`]: simulated load that runs until the test has seen what it waits for.
 //! - [`oracle`]: expected stored series computed independently from what was sent.
+//! - [`repartition`]: the repartition stage as a process a test can kill.
 //! - [`progress`]: how many records a host under test made durable, and waits for more.
 //! - [`webdriver`]: headless Chromium for the live page's browser test.
 //! - [`redis_read`]: reading stored series back by label.
@@ -18,5 +19,6 @@ pub mod load;
 pub mod oracle;
 pub mod progress;
 pub mod redis_read;
+pub mod repartition;
 pub mod topic;
 pub mod webdriver;

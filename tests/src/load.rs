@@ -29,7 +29,14 @@ impl Load {
         steps_per_second: f64,
     ) -> Load {
         sim.days = None;
-        let mut config = PublishConfig::fast(&scope.services.kafka_bootstrap, topic, sim);
+        let config = PublishConfig::fast(&scope.services.kafka_bootstrap, topic, sim);
+        Load::start_with(config, steps_per_second)
+    }
+
+    /// [`Load::start`] with a publishing configuration of the test's own (a layout, a
+    /// format); its `days` and pace are replaced.
+    pub fn start_with(mut config: PublishConfig, steps_per_second: f64) -> Load {
+        config.sim.days = None;
         config.pace = Pace::RealTime { steps_per_second };
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();

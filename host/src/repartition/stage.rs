@@ -22,8 +22,6 @@ use super::{RepartitionConfig, RepartitionError, StageCounts};
 const TRANSACTION_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a poll waits when nothing is ready to hand on.
 const IDLE_POLL: Duration = Duration::from_millis(20);
-/// How often an input partition with nothing buffered is asked where it ends, at most.
-const END_CHECK_INTERVAL: Duration = Duration::from_millis(10);
 /// Records buffered for one input partition before it is paused (it runs ahead of the
 /// others in send time); resumed when half of them are handed on. Bounds memory.
 const MAX_BUFFERED_PER_PARTITION: usize = 20_000;
@@ -43,7 +41,14 @@ struct StageContext {
     rebalances: Arc<Mutex<Rebalances>>,
 }
 
-impl ClientContext for StageContext {}
+impl ClientContext for StageContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // End-of-partition notices are how the stage learns where inputs end, not faults.
+        if !reason.contains("reached end of partition") {
+            tracing::warn!("Kafka client: {error}: {reason}");
+        }
+    }
+}
 
 impl ConsumerContext for StageContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -81,8 +86,10 @@ pub(super) struct Stage<'a> {
     offsets: HashMap<InputPartition, i64>,
     transaction: Option<Transaction>,
     paused: HashSet<InputPartition>,
-    /// When each partition was last asked where it ends.
-    end_checks: HashMap<InputPartition, Instant>,
+    /// Partitions that may be at their end (see `check_ends`).
+    to_check: HashSet<InputPartition>,
+    /// A client of its own for asking where partitions end.
+    watermarks: BaseConsumer,
     /// Committed offsets of the assigned partitions, as of the assignment.
     starts: HashMap<InputPartition, i64>,
     producer_id: String,
@@ -113,6 +120,8 @@ impl<'a> Stage<'a> {
                 "session.timeout.ms",
                 config.session_timeout.as_millis().to_string(),
             )
+            // End-of-partition notices say when to ask whether the merge may stop waiting.
+            .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "50")
             .set("fetch.queue.backoff.ms", "5")
             .create_with_context(StageContext {
@@ -120,6 +129,13 @@ impl<'a> Stage<'a> {
             })
             .map_err(|source| RepartitionError::Client {
                 what: "consumer",
+                source,
+            })?;
+        let watermarks: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka)
+            .create()
+            .map_err(|source| RepartitionError::Client {
+                what: "metadata client",
                 source,
             })?;
         for topic in [&config.output_topic, &config.dead_letter_topic] {
@@ -141,7 +157,8 @@ impl<'a> Stage<'a> {
             offsets: HashMap::new(),
             transaction: None,
             paused: HashSet::new(),
-            end_checks: HashMap::new(),
+            to_check: HashSet::new(),
+            watermarks,
             starts: HashMap::new(),
             producer_id: String::new(),
             counts: StageCounts::default(),
@@ -202,8 +219,15 @@ impl<'a> Stage<'a> {
                         self.set_paused(partition, true);
                     }
                 }
-                // The notice names no topic: ends are asked for instead (`check_ends`).
-                Err(KafkaError::PartitionEOF(_)) => {}
+                // The notice names no topic: every input partition of that number is asked
+                // where it ends (`check_ends`).
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    for p in self.merge.partitions() {
+                        if p.1 == partition {
+                            self.to_check.insert(p);
+                        }
+                    }
+                }
                 Err(e) => tracing::warn!("Kafka consumer: {e}"),
             }
             if self.rebalance_pending() {
@@ -237,7 +261,7 @@ impl<'a> Stage<'a> {
                 .filter_map(|(topic, p)| self.input_index(topic).map(|i| (i, *p)))
                 .collect();
             self.merge.assign(partitions.iter().copied());
-            self.end_checks.clear();
+            self.to_check = partitions.iter().copied().collect();
             self.starts = self.committed(&assigned)?;
             self.producer_id = transactional_id(&self.config.transactional_id_prefix, &assigned);
             self.producer = if assigned.is_empty() {
@@ -313,34 +337,30 @@ impl<'a> Stage<'a> {
         self.config.inputs.iter().position(|i| i.name == topic)
     }
 
-    /// Partitions with nothing buffered: read to their end? (The client's end-of-partition
-    /// notice names no topic, so the stage asks where each partition ends instead, at most
-    /// every `END_CHECK_INTERVAL`.)
+    /// Partitions with nothing buffered that may be at their end (a notice said so, or
+    /// just assigned): are they? The client's end-of-partition notice names no topic, so
+    /// the stage asks where each candidate ends — on a client of its own, because the
+    /// consumer's connection is busy with fetches that wait for records.
     fn check_ends(&mut self) -> Result<(), RepartitionError> {
-        let now = Instant::now();
-        let waiting: Vec<InputPartition> = self
-            .merge
-            .partitions()
+        let candidates: Vec<InputPartition> = self
+            .to_check
+            .iter()
+            .copied()
             .filter(|&p| self.merge.buffered(p) == 0)
-            .filter(|p| {
-                self.end_checks
-                    .get(p)
-                    .is_none_or(|asked| now - *asked >= END_CHECK_INTERVAL)
-            })
             .collect();
-        if waiting.is_empty() {
+        if candidates.is_empty() {
             return Ok(());
         }
         let positions = self.consumer.position().ok();
-        for partition in waiting {
-            self.end_checks.insert(partition, now);
+        for partition in candidates {
             let topic = &self.config.inputs[partition.0].name;
             let Ok((low, high)) =
-                self.consumer
+                self.watermarks
                     .fetch_watermarks(topic, partition.1, TRANSACTION_CALL_TIMEOUT)
             else {
-                continue;
+                continue; // asked again after the next poll
             };
+            self.to_check.remove(&partition);
             // The next record to hand on: the client's position once it handed one over,
             // else where the partition was committed, else its start.
             let consumed = positions
