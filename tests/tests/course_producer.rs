@@ -162,18 +162,14 @@ async fn produce_in_order(bootstrap: &str, topic: &str, lines: &[String]) {
         .set("enable.idempotence", "true")
         .create()
         .expect("producer");
-    let sends: Vec<_> = lines
-        .iter()
-        .map(|line| {
-            producer.send_result(
-                FutureRecord::<str, str>::to(topic)
-                    .partition(0)
-                    .payload(line),
-            )
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|(e, _)| e)
-        .expect("lines queued");
+    let mut sends = Vec::with_capacity(lines.len());
+    for line in lines {
+        let record = FutureRecord::<str, str>::to(topic).partition(0).payload(line);
+        match producer.send_result(record) {
+            Ok(send) => sends.push(send),
+            Err((e, _)) => panic!("line not queued: {e}"),
+        }
+    }
     for send in sends {
         send.await
             .expect("delivery report")
