@@ -164,7 +164,9 @@ async fn produce_in_order(bootstrap: &str, topic: &str, lines: &[String]) {
         .expect("producer");
     let mut sends = Vec::with_capacity(lines.len());
     for line in lines {
-        let record = FutureRecord::<str, str>::to(topic).partition(0).payload(line);
+        let record = FutureRecord::<str, str>::to(topic)
+            .partition(0)
+            .payload(line);
         match producer.send_result(record) {
             Ok(send) => sends.push(send),
             Err((e, _)) => panic!("line not queued: {e}"),

@@ -21,6 +21,7 @@ use system_tests::fixture::{plugin_dir, LocalService, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::load::Load;
+use system_tests::repartition::StageProcess;
 
 /// 2020-01-01T00:00:00Z: the load's first step.
 const RUN_START_MS: i64 = 1_577_836_800_000;
@@ -42,6 +43,9 @@ struct Args {
     broker_stall: Option<Duration>,
     /// Passed to the host as `--session-timeout`.
     session_timeout: Option<String>,
+    /// Load and probes go to a topic of their own, which `iot-host repartition` copies to
+    /// `readings`: the latency then includes the stage.
+    through_stage: bool,
 }
 
 fn args() -> Args {
@@ -53,6 +57,7 @@ fn args() -> Args {
         neighbour: false,
         broker_stall: None,
         session_timeout: None,
+        through_stage: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,9 +79,10 @@ fn args() -> Args {
                 ))
             }
             "--session-timeout" => args.session_timeout = Some(value()),
+            "--through-stage" => args.through_stage = true,
             "-h" | "--help" => {
                 println!(
-                    "bench-latency [--rates 5000,50000] [--sites N] [--probes N] [--every MS] [--neighbour] [--broker-stall S] [--session-timeout 30s]"
+                    "bench-latency [--rates 5000,50000] [--sites N] [--probes N] [--every MS] [--neighbour] [--broker-stall S] [--session-timeout 30s] [--through-stage]"
                 );
                 std::process::exit(0);
             }
@@ -137,6 +143,25 @@ async fn run(args: &Args, rate: f64) -> Outcome {
     host.wait_for_log("partitions assigned", 1, Duration::from_secs(120))
         .await;
 
+    // With the stage, producers write to a topic of their own and the stage copies it.
+    let (input, _stage) = if args.through_stage {
+        let input = scope.create_topic("producer", PARTITIONS).await;
+        let stage_log = std::env::temp_dir().join(format!("{}-stage.log", scope.id));
+        let mut stage = StageProcess::start(
+            &scope,
+            std::slice::from_ref(&input),
+            &topics.readings,
+            &topics.dead_letter,
+            &stage_log,
+            &[],
+        );
+        stage
+            .wait_for_log("repartition assigned", 1, Duration::from_secs(120))
+            .await;
+        (input, Some(stage))
+    } else {
+        (topics.readings.clone(), None)
+    };
     let steps_per_second = rate / (args.sites as f64 * READINGS_PER_SITE_STEP);
     let fleet = SimConfig {
         sites: args.sites,
@@ -145,7 +170,7 @@ async fn run(args: &Args, rate: f64) -> Outcome {
         days: None,
         site_prefix: format!("{}-s", scope.id),
     };
-    let load = Load::start(&scope, &topics.readings, fleet, steps_per_second);
+    let load = Load::start(&scope, &input, fleet, steps_per_second);
     // Let the load and the host settle into their pace before probing.
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -181,9 +206,7 @@ async fn run(args: &Args, rate: f64) -> Outcome {
         let sent = Instant::now();
         producer
             .send(
-                FutureRecord::to(&topics.readings)
-                    .key(&site)
-                    .payload(&payload),
+                FutureRecord::to(&input).key(&site).payload(&payload),
                 Duration::from_secs(30),
             )
             .await
@@ -245,13 +268,13 @@ async fn main() {
         outcomes.push(run(&args, rate).await);
     }
     println!(
-        "| target readings/s | achieved | neighbour | probes | p50 ms | p90 ms | p99 ms | max ms | lost | rebalances | outage lines |"
+        "| target readings/s | achieved | neighbour | stage | probes | p50 ms | p90 ms | p99 ms | max ms | lost | rebalances | outage lines |"
     );
-    println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for o in &outcomes {
         let l = &o.latencies_ms;
         println!(
-            "| {:.0} | {:.0} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {:.0} | {:.0} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
             o.rate,
             o.achieved,
             match (args.neighbour, args.broker_stall) {
@@ -260,6 +283,7 @@ async fn main() {
                 (true, None) => "yes".to_owned(),
                 (false, None) => "no".to_owned(),
             },
+            if args.through_stage { "yes" } else { "no" },
             l.len(),
             percentile(l, 50.0),
             percentile(l, 90.0),
@@ -278,7 +302,7 @@ async fn main() {
                 "bench": "latency", "rate": o.rate, "achieved": o.achieved,
                 "neighbour": args.neighbour, "probes": l.len(), "lost": o.lost,
                 "broker_stall_s": args.broker_stall.map(|d| d.as_secs()),
-                "session_timeout": args.session_timeout,
+                "session_timeout": args.session_timeout, "through_stage": args.through_stage,
                 "p50_ms": percentile(l, 50.0), "p90_ms": percentile(l, 90.0),
                 "p99_ms": percentile(l, 99.0), "max_ms": l.last(),
                 "rebalances": o.rebalances, "outage_lines": o.outages,

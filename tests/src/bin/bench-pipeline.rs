@@ -7,6 +7,9 @@
 //! caught up, so the consumer group's join is left out), where the host's time went per
 //! stage (`iot_host::profile`), the CPU each process used during the drain (host, Redis,
 //! and Kafka when it is the local stack's), and the host process's peak RSS.
+//!
+//! `--through-stage`: the simulator writes to a topic of its own, `iot-host repartition`
+//! copies it to `readings` first (timed on its own), then the host drains `readings`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use iot_host::runner::{RunOptions, DEFAULT_MAX_IN_FLIGHT};
 use iot_simulator::{publish, Format, PublishConfig, SimConfig};
 use system_tests::fixture::{LocalService, TestScope};
 use system_tests::harness::{run_host_with, SystemTopics};
+use system_tests::repartition::StageProcess;
 
 const MADD_BATCH: usize = 1000;
 
@@ -27,6 +31,8 @@ struct Args {
     batch: usize,
     in_flight: usize,
     format: Format,
+    /// Publish to a topic of its own and pass it through `iot-host repartition` first.
+    through_stage: bool,
 }
 
 fn args() -> Args {
@@ -37,6 +43,7 @@ fn args() -> Args {
         batch: 5000,
         in_flight: DEFAULT_MAX_IN_FLIGHT,
         format: Format::Json,
+        through_stage: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -54,9 +61,10 @@ fn args() -> Args {
                     other => panic!("--format json|line, not {other}"),
                 }
             }
+            "--through-stage" => args.through_stage = true,
             "-h" | "--help" => {
                 println!(
-                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N] [--format json|line]"
+                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N] [--format json|line] [--through-stage]"
                 );
                 std::process::exit(0);
             }
@@ -82,14 +90,26 @@ async fn main() {
         "publishing {} sites × {} days to {} ({} partitions)…",
         args.sites, args.days, topics.readings, args.partitions
     );
-    let mut publishing =
-        PublishConfig::fast(&scope.services.kafka_bootstrap, &topics.readings, fleet);
+    // With the stage, the simulator writes to a topic of its own and the stage copies it to
+    // `readings` (keyed by site, exactly once) before the host drains that.
+    let published_to = if args.through_stage {
+        scope.create_topic("producer", args.partitions).await
+    } else {
+        topics.readings.clone()
+    };
+    let mut publishing = PublishConfig::fast(&scope.services.kafka_bootstrap, &published_to, fleet);
     // The line format carries no site: the host files it under its default site.
     publishing.format = args.format;
     let report = publish(publishing, Arc::new(AtomicBool::new(false)))
         .await
         .expect("the simulator ran");
     let backlog = report.acknowledged;
+    let stage_secs = if args.through_stage {
+        eprintln!("backlog of {backlog} readings ready; passing it through the repartition stage…");
+        Some(pass_through_stage(&scope, &topics, &published_to, args.format).await)
+    } else {
+        None
+    };
     eprintln!("backlog of {backlog} readings ready; draining it with the host…");
 
     let mut redis = scope.redis_conn().await;
@@ -138,6 +158,12 @@ async fn main() {
         "| host: group join, then drain (s) | {:.2} + {drain_secs:.2} |",
         host_secs - drain_secs
     );
+    if let Some(secs) = stage_secs {
+        println!(
+            "| repartition stage, start to caught up (s; readings/s) | {secs:.2}; {:.0} |",
+            backlog as f64 / secs
+        );
+    }
     println!("| host drain (readings/s, raw + aggregates) | {host_rate:.0} |");
     println!("| TS.MADD ceiling, batches of {MADD_BATCH} (samples/s) | {madd_rate:.0} |");
     println!("| host / ceiling | {:.3} |", host_rate / madd_rate);
@@ -177,9 +203,40 @@ async fn main() {
             "madd_samples_per_s": madd_rate, "ratio": host_rate / madd_rate,
             "outputs_emitted": stats.outputs_emitted, "host_cpu_s": host_cpu,
             "redis_cpu_s": redis_cpu, "kafka_cpu_s": kafka_cpu, "peak_rss_mib": peak_rss_mib,
-            "stages_s": stage_json,
+            "stages_s": stage_json, "through_stage": args.through_stage,
+            "stage_seconds": stage_secs,
+            "stage_readings_per_s": stage_secs.map(|s| backlog as f64 / s),
         })
     );
+}
+
+/// Runs `iot-host repartition` over `input` until it caught up; returns its wall time
+/// (process start to exit: the group join included).
+async fn pass_through_stage(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    input: &str,
+    format: Format,
+) -> f64 {
+    let log = std::env::temp_dir().join(format!("{}-stage.log", scope.id));
+    let from = match format {
+        Format::Json => input.to_owned(),
+        Format::Line => format!("{input}:site={}-default", scope.id),
+    };
+    let started = Instant::now();
+    let stage = StageProcess::start(
+        scope,
+        &[from],
+        &topics.readings,
+        &topics.dead_letter,
+        &log,
+        &["--exit-when-caught-up"],
+    );
+    let status = stage.wait(Duration::from_secs(1800)).await;
+    assert!(status.success(), "the stage failed; see {}", log.display());
+    let secs = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&log);
+    secs
 }
 
 /// The instant the host's first batch was read (its first `accept`).
