@@ -46,6 +46,8 @@ struct Args {
     /// Load and probes go to a topic of their own, which `iot-host repartition` copies to
     /// `readings`: the latency then includes the stage.
     through_stage: bool,
+    /// The stage's `--commit-interval`.
+    stage_commit_interval: String,
 }
 
 fn args() -> Args {
@@ -58,6 +60,7 @@ fn args() -> Args {
         broker_stall: None,
         session_timeout: None,
         through_stage: false,
+        stage_commit_interval: "100ms".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -80,9 +83,10 @@ fn args() -> Args {
             }
             "--session-timeout" => args.session_timeout = Some(value()),
             "--through-stage" => args.through_stage = true,
+            "--stage-commit-interval" => args.stage_commit_interval = value(),
             "-h" | "--help" => {
                 println!(
-                    "bench-latency [--rates 5000,50000] [--sites N] [--probes N] [--every MS] [--neighbour] [--broker-stall S] [--session-timeout 30s] [--through-stage]"
+                    "bench-latency [--rates 5000,50000] [--sites N] [--probes N] [--every MS] [--neighbour] [--broker-stall S] [--session-timeout 30s] [--through-stage [--stage-commit-interval 100ms]]"
                 );
                 std::process::exit(0);
             }
@@ -153,7 +157,7 @@ async fn run(args: &Args, rate: f64) -> Outcome {
             &topics.readings,
             &topics.dead_letter,
             &stage_log,
-            &[],
+            &["--commit-interval", &args.stage_commit_interval],
         );
         stage
             .wait_for_log("repartition assigned", 1, Duration::from_secs(120))
@@ -303,6 +307,7 @@ async fn main() {
                 "neighbour": args.neighbour, "probes": l.len(), "lost": o.lost,
                 "broker_stall_s": args.broker_stall.map(|d| d.as_secs()),
                 "session_timeout": args.session_timeout, "through_stage": args.through_stage,
+                "stage_commit_interval": args.through_stage.then_some(&args.stage_commit_interval),
                 "p50_ms": percentile(l, 50.0), "p90_ms": percentile(l, 90.0),
                 "p99_ms": percentile(l, 99.0), "max_ms": l.last(),
                 "rebalances": o.rebalances, "outage_lines": o.outages,
