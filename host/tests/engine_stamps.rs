@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::plugin_dir;
-use iot_host::engine::{Effects, Engine, EngineConfig, SourceRecord};
+use iot_host::engine::{Effects, Engine, EngineConfig, OutTopic, SourceRecord};
 use iot_host::pipeline::Pipeline;
 use iot_host::plugin::{PluginHost, PluginLimits};
 use iot_protocol::time::StampConvention;
@@ -50,18 +50,17 @@ fn engine(stamps: StampConvention) -> Engine {
     Engine::new(config, pipeline, &HashMap::from([("sum".to_owned(), sum)])).unwrap()
 }
 
-/// (timestamp, value) of every AggDay sample the batch stored.
+/// (timestamp, value) of every AggDay the batch emitted (its `aggregates` records).
 fn stored_agg_day(effects: &Effects) -> Vec<(i64, f64)> {
     effects
-        .samples
+        .records
         .iter()
-        .filter(|s| {
-            effects
-                .new_series
-                .iter()
-                .any(|d| d.id == s.series && d.key == AGG_DAY_KEY)
+        .filter(|r| r.topic == OutTopic::Aggregates)
+        .filter(|r| r.key.as_deref().is_some_and(|k| k.starts_with(AGG_DAY_KEY)))
+        .map(|r| {
+            let v: serde_json::Value = serde_json::from_str(&r.value).unwrap();
+            (v["ts_ms"].as_i64().unwrap(), v["value"].as_f64().unwrap())
         })
-        .map(|s| (s.ts_ms, s.value))
         .collect()
 }
 
