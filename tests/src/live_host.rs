@@ -79,16 +79,32 @@ impl LiveHost {
     /// Starts the host on the test's topics and key prefix, its log appended to `log`.
     /// `args` adds or overrides flags (`--plugins`, `--pipeline`, `--tenants`, ...).
     pub fn start(scope: &TestScope, topics: &SystemTopics, log: &Path, args: &[&str]) -> LiveHost {
+        LiveHost::start_member(scope, topics, log, Some("host-1"), args)
+    }
+
+    /// [`LiveHost::start`] as a group member of its own: `instance` gives it static
+    /// membership (`--instance-id <scope>-<instance>`), `None` a dynamic one (it leaves the
+    /// group at once when stopped).
+    pub fn start_member(
+        scope: &TestScope,
+        topics: &SystemTopics,
+        log: &Path,
+        instance: Option<&str>,
+        args: &[&str],
+    ) -> LiveHost {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("host log file");
-        let child = Command::new(host_binary())
+        let mut command = Command::new(host_binary());
+        if let Some(instance) = instance {
+            command.args(["--instance-id", &format!("{}-{instance}", scope.id)]);
+        }
+        let child = command
             .args(["--kafka", &scope.services.kafka_bootstrap])
             .args(["--redis", &scope.services.redis_url])
             .args(["--group", &format!("{}-host", scope.id)])
-            .args(["--instance-id", &format!("{}-host-1", scope.id)])
             .args(["--readings-topic", &topics.readings])
             .args(["--aggregates-topic", &topics.aggregates])
             .args(["--late-rejected-topic", &topics.late_rejected])
@@ -106,6 +122,22 @@ impl LiveHost {
             child,
             log: log.to_owned(),
         }
+    }
+
+    /// The partitions the host holds now, by its log (`partitions assigned` after the last
+    /// `partitions revoked`).
+    pub fn assigned(&self) -> Vec<i32> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let mut held = Vec::new();
+        for line in log.lines() {
+            if line.contains("partitions revoked") {
+                held.clear();
+            } else if line.contains("partitions assigned") {
+                held = partition_list(line);
+            }
+        }
+        held.sort_unstable();
+        held
     }
 
     /// How many log lines contain `needle`.
@@ -195,6 +227,19 @@ impl LiveHost {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The `partitions=[0, 1, 2]` of a log line.
+fn partition_list(line: &str) -> Vec<i32> {
+    let Some(start) = line.find("partitions=[") else {
+        return Vec::new();
+    };
+    let rest = &line[start + "partitions=[".len()..];
+    let end = rest.find(']').unwrap_or(rest.len());
+    rest[..end]
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect()
 }
 
 impl Drop for LiveHost {

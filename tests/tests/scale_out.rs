@@ -1,0 +1,212 @@
+//! Several host processes in one consumer group sharing a 6-partition `readings` topic, on
+//! real Kafka and Redis, under a paced load:
+//!
+//! - the partitions are spread over the hosts, and each host's log says which it holds;
+//! - kill -9 of a host at random instants: the survivor takes its partitions from their
+//!   checkpoints (after the killed member's session timeout);
+//! - a third host joining takes partitions; a host stopped with Ctrl-C leaves the group at
+//!   once, so its partitions move long before its session timeout;
+//! - at the end RedisTimeSeries equals the oracle of what was sent.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use iot_simulator::SimConfig;
+use rand::{Rng, SeedableRng};
+use system_tests::fixture::{plugin_dir, TestScope};
+use system_tests::harness::SystemTopics;
+use system_tests::live_host::LiveHost;
+use system_tests::load::Load;
+use system_tests::oracle::{self, SentReading};
+use system_tests::progress::Progress;
+use system_tests::redis_read;
+use system_tests::topic::read_all;
+
+/// 2020-01-01T00:00:00Z.
+const RUN_START_MS: i64 = 1_577_836_800_000;
+const PARTITIONS: i32 = 6;
+/// Sites of the load: enough that most partitions have some.
+const SITES: u32 = 12;
+const STEPS_PER_SECOND: f64 = 30.0;
+/// Hosts killed (one at a time, each replaced by a new member).
+const KILLS: usize = 3;
+/// The killed members' session timeout: how long the group waits before their partitions
+/// move (the broker's minimum is 6 s).
+const SHORT_SESSION: &str = "6s";
+/// The session timeout of the host stopped with Ctrl-C: its partitions must move long
+/// before this, because a stopped host leaves the group instead of going silent.
+const LONG_SESSION: Duration = Duration::from_secs(90);
+/// Deadline for a rebalance to give a host the partitions it should have.
+const REBALANCE_DEADLINE: Duration = Duration::from_secs(180);
+
+fn fleet(scope: &TestScope) -> SimConfig {
+    SimConfig {
+        sites: SITES,
+        seed: 21,
+        start_ms: RUN_START_MS,
+        days: None,
+        site_prefix: format!("{}-s", scope.id),
+    }
+}
+
+fn log_of(scope: &TestScope, member: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-{member}.log", scope.id))
+}
+
+/// A dynamic member of the test's host group (it leaves the group when stopped).
+fn member(scope: &TestScope, topics: &SystemTopics, name: &str, session: &str) -> LiveHost {
+    let plugins = plugin_dir();
+    LiveHost::start_member(
+        scope,
+        topics,
+        &log_of(scope, name),
+        None,
+        &[
+            "--batch-size",
+            "200",
+            "--plugins",
+            plugins.to_str().unwrap(),
+            "--no-watch",
+            "--session-timeout",
+            session,
+        ],
+    )
+}
+
+/// Waits until the hosts hold every partition between them, each at least one and no
+/// partition twice; returns what each holds.
+async fn wait_for_split(hosts: &mut [&mut LiveHost], load: &mut Load, what: &str) -> Vec<Vec<i32>> {
+    let until = Instant::now() + REBALANCE_DEADLINE;
+    loop {
+        let held: Vec<Vec<i32>> = hosts.iter().map(|h| h.assigned()).collect();
+        let all: Vec<i32> = held.iter().flatten().copied().collect();
+        let distinct: BTreeSet<i32> = all.iter().copied().collect();
+        if held.iter().all(|h| !h.is_empty())
+            && all.len() == distinct.len()
+            && distinct == (0..PARTITIONS).collect()
+        {
+            return held;
+        }
+        for host in hosts.iter_mut() {
+            host.assert_running();
+        }
+        load.assert_running().await;
+        assert!(
+            Instant::now() < until,
+            "{what}: the hosts did not share the partitions within {REBALANCE_DEADLINE:?} \
+             (they hold {held:?}); see {:?}",
+            hosts.iter().map(|h| h.log.clone()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The partitions of the readings topic that have records so far.
+fn partitions_with_records(scope: &TestScope, topics: &SystemTopics) -> BTreeSet<i32> {
+    read_all(&scope.services.kafka_bootstrap, &topics.readings)
+        .iter()
+        .map(|r| r.partition)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl_c() {
+    let mut scope = TestScope::new("hosts_in_one_group");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
+    let mut load = Load::start(&scope, &topics.readings, fleet(&scope), STEPS_PER_SECOND);
+    let long_session = format!("{}s", LONG_SESSION.as_secs());
+    let mut survivor = member(&scope, &topics, "a", &long_session);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x6A7E);
+
+    for kill in 1..=KILLS {
+        let name = format!("b{kill}");
+        let mut doomed = member(&scope, &topics, &name, SHORT_SESSION);
+        let held = wait_for_split(&mut [&mut survivor, &mut doomed], &mut load, &name).await;
+        // Kill it once it made its own partitions' records durable, at a random instant.
+        let with_records = partitions_with_records(&scope, &topics);
+        let its: Vec<i32> = held[1]
+            .iter()
+            .copied()
+            .filter(|p| with_records.contains(p))
+            .collect();
+        progress
+            .wait_until_each_moved(&mut doomed, Some(&mut load), &its, REBALANCE_DEADLINE)
+            .await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        doomed.kill();
+        // The survivor takes them over from their checkpoints and goes on.
+        let all: Vec<i32> = (0..PARTITIONS).collect();
+        let until = Instant::now() + REBALANCE_DEADLINE;
+        while survivor.assigned() != all {
+            survivor.assert_running();
+            assert!(
+                Instant::now() < until,
+                "kill {kill}: the survivor did not take every partition within \
+                 {REBALANCE_DEADLINE:?}; see {}",
+                survivor.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        progress
+            .wait_until_each_moved(&mut survivor, Some(&mut load), &its, REBALANCE_DEADLINE)
+            .await;
+    }
+
+    // A third host joins and takes partitions; then the first one is stopped with Ctrl-C.
+    let mut newcomer = member(&scope, &topics, "c", SHORT_SESSION);
+    wait_for_split(&mut [&mut survivor, &mut newcomer], &mut load, "c joining").await;
+    let stopped = Instant::now();
+    survivor.stop().await;
+    let all: Vec<i32> = (0..PARTITIONS).collect();
+    while newcomer.assigned() != all {
+        newcomer.assert_running();
+        assert!(
+            stopped.elapsed() < LONG_SESSION,
+            "the stopped host's partitions did not move within its session timeout: it did \
+             not leave the group; see {}",
+            newcomer.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let moved_after = stopped.elapsed();
+    assert!(
+        moved_after < LONG_SESSION / 2,
+        "the partitions moved {moved_after:?} after Ctrl-C: about the session timeout, so the \
+         stopped host did not leave the group"
+    );
+
+    // Everything sent ends stored exactly once, as the oracle says.
+    load.stop().await;
+    let sent: Vec<SentReading> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
+        .iter()
+        .map(|r| oracle::sent_reading(r).expect("a JSON reading"))
+        .collect();
+    progress
+        .wait_until(
+            &mut newcomer,
+            None,
+            sent.len() as i64,
+            REBALANCE_DEADLINE,
+            "everything the load sent",
+        )
+        .await;
+    newcomer.stop().await;
+    let expected = oracle::expected(&sent);
+    let mut conn = scope.redis_conn().await;
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    for (series, values) in &expected.series {
+        assert_eq!(
+            stored.get(series),
+            Some(values),
+            "series {series:?} differs from the oracle"
+        );
+    }
+    for series in stored.keys() {
+        assert!(
+            expected.series.contains_key(series),
+            "unexpected series {series:?}"
+        );
+    }
+}
