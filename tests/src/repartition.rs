@@ -95,6 +95,48 @@ impl StageProcess {
         }
     }
 
+    /// The input partitions the stage holds now, by its log (the last
+    /// `repartition assigned` line), as `topic:partition`.
+    pub fn assigned(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let Some(line) = log
+            .lines()
+            .rev()
+            .find(|l| l.contains("repartition assigned"))
+        else {
+            return Vec::new();
+        };
+        // partitions=[("topic", 0), ("topic", 1)]
+        let Some(list) = line.split("partitions=[").nth(1) else {
+            return Vec::new();
+        };
+        list.split("), (")
+            .filter_map(|pair| {
+                let pair = pair.trim_matches(|c| c == '(' || c == ')' || c == ']');
+                let (topic, partition) = pair.rsplit_once(", ")?;
+                Some(format!("{}:{}", topic.trim_matches('"'), partition.trim()))
+            })
+            .collect()
+    }
+
+    /// Ctrl-C: the stage commits what it handed on and exits; waits for that.
+    pub async fn stop(mut self, timeout: Duration) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the stage did not stop on Ctrl-C within {timeout:?}; see {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// kill -9.
     pub fn kill(mut self) {
         let _ = self.child.kill();

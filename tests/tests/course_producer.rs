@@ -458,3 +458,89 @@ async fn kill_minus_nine_of_the_stage_loses_and_duplicates_no_reading() {
     let expected = oracle::expected_stamped(&sent, ALLOWED_LATENESS_MS, Stamping::IntervalStart);
     assert_equals_oracle(&stored_series(&scope).await, &expected, "after the kills");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stage_instances_in_one_group_share_the_inputs_and_write_each_line_once() {
+    let mut scope = TestScope::new("two_stage_instances");
+    let topics = SystemTopics::create(&mut scope, READINGS_PARTITIONS).await;
+    let (course, late) = course_topics(&mut scope).await;
+    let bootstrap = scope.services.kafka_bootstrap.clone();
+    let mut config = PublishConfig::fast(&bootstrap, &course, course_run(None));
+    config.layout = Layout::Course;
+    let mut load = Load::start_with(config, LOAD_STEPS_PER_SECOND);
+
+    let inputs = stage_inputs(&course, &late);
+    let logs: Vec<PathBuf> = ["one", "two"]
+        .iter()
+        .map(|n| std::env::temp_dir().join(format!("{}-stage-{n}.log", scope.id)))
+        .collect();
+    let stages: Vec<StageProcess> = ["one", "two"]
+        .iter()
+        .zip(&logs)
+        .map(|(name, log)| {
+            StageProcess::start(
+                &scope,
+                &inputs,
+                &topics.readings,
+                &topics.dead_letter,
+                log,
+                &["--instance-id", name, "--session-timeout", "10s"],
+            )
+        })
+        .collect();
+    // Both hold input partitions at the same time, none twice, all seven between them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let held: Vec<Vec<String>> = stages.iter().map(StageProcess::assigned).collect();
+        let all: HashSet<&String> = held.iter().flatten().collect();
+        let total: usize = held.iter().map(Vec::len).sum();
+        if held.iter().all(|h| !h.is_empty())
+            && all.len() == total
+            && total == COURSE_PARTITIONS as usize + 1
+        {
+            break;
+        }
+        load.assert_running().await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the two stages did not share the inputs within 3 minutes ({held:?}); see {logs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let written_while_sharing = written(&bootstrap, &topics.readings);
+    let until = std::time::Instant::now() + Duration::from_secs(180);
+    while written(&bootstrap, &topics.readings) <= written_while_sharing + 500 {
+        load.assert_running().await;
+        assert!(
+            std::time::Instant::now() < until,
+            "the stages stopped writing; see {logs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = load.stop().await;
+
+    // Every line reaches `readings` once, whichever instance copied it.
+    let until = std::time::Instant::now() + STAGE_DEADLINE;
+    let output = loop {
+        let output = read_all(&bootstrap, &topics.readings);
+        if output.len() as u64 >= report.acknowledged {
+            break output;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "only {} of {} lines reached readings; see {logs:?}",
+            output.len(),
+            report.acknowledged
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for stage in stages {
+        assert!(stage.stop(Duration::from_secs(120)).await.success());
+    }
+    let mut origins: HashSet<String> = HashSet::new();
+    for r in &output {
+        let origin = r.json()["origin"].as_str().expect("an origin").to_owned();
+        assert!(origins.insert(origin.clone()), "{origin} written twice");
+    }
+    assert_eq!(origins.len() as u64, report.acknowledged);
+}

@@ -555,6 +555,9 @@ impl<'a> Stage<'a> {
     /// Back to the committed offsets (after an abort the consumed records are read again).
     fn rewind(&mut self) -> Result<(), RepartitionError> {
         self.merge.clear();
+        // Where each partition ends is asked again (a partition at its end gets no notice
+        // after a seek to where it already was).
+        self.to_check = self.merge.partitions().collect();
         let assignment = self
             .consumer
             .assignment()
