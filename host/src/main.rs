@@ -127,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             "outputs_emitted": stats.outputs_emitted,
             "plugin_errors": stats.plugin_errors,
             "skipped_replayed": stats.skipped_replayed,
+            "skipped_fenced": stats.skipped_fenced,
         })
     );
     Ok(())

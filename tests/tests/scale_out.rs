@@ -6,7 +6,9 @@
 //!   checkpoints (after the killed member's session timeout);
 //! - a third host joining takes partitions; a host stopped with Ctrl-C leaves the group at
 //!   once, so its partitions move long before its session timeout;
-//! - at the end RedisTimeSeries equals the oracle of what was sent.
+//! - at the end RedisTimeSeries equals the oracle of what was sent;
+//! - a host frozen (SIGSTOP) past its session timeout with batches in flight writes none of
+//!   them once it wakes: another host took its partitions over, and the store fences it.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use iot_simulator::SimConfig;
 use rand::{Rng, SeedableRng};
-use system_tests::fixture::{plugin_dir, TestScope};
+use system_tests::fixture::{plugin_dir, LocalService, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::load::Load;
@@ -39,6 +41,14 @@ const SHORT_SESSION: &str = "6s";
 const LONG_SESSION: Duration = Duration::from_secs(90);
 /// Deadline for a rebalance to give a host the partitions it should have.
 const REBALANCE_DEADLINE: Duration = Duration::from_secs(180);
+
+/// One test of this file at a time: one of them stalls Redis, which the other would take
+/// for an outage.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The host's warning while its Redis writes are stalled and its in-flight slots fill.
+const DURABLE_SIDE_STALLED: &str = "the durable side took no batch";
+/// The host's warning when the store refused a batch for partitions another host took.
+const FENCED: &str = "were taken over by another host";
 
 fn fleet(scope: &TestScope) -> SimConfig {
     SimConfig {
@@ -112,6 +122,7 @@ fn partitions_with_records(scope: &TestScope, topics: &SystemTopics) -> BTreeSet
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl_c() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut scope = TestScope::new("hosts_in_one_group");
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
@@ -193,6 +204,94 @@ async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl
         )
         .await;
     newcomer.stop().await;
+    let expected = oracle::expected(&sent);
+    let mut conn = scope.redis_conn().await;
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    for (series, values) in &expected.series {
+        assert_eq!(
+            stored.get(series),
+            Some(values),
+            "series {series:?} differs from the oracle"
+        );
+    }
+    for series in stored.keys() {
+        assert!(
+            expected.series.contains_key(series),
+            "unexpected series {series:?}"
+        );
+    }
+}
+
+/// Waits until `host` holds every partition.
+async fn wait_to_hold_all(host: &mut LiveHost, load: &mut Load, what: &str) {
+    let all: Vec<i32> = (0..PARTITIONS).collect();
+    let until = Instant::now() + REBALANCE_DEADLINE;
+    while host.assigned() != all {
+        host.assert_running();
+        load.assert_running().await;
+        assert!(
+            Instant::now() < until,
+            "{what}: the host did not get every partition within {REBALANCE_DEADLINE:?}; see {}",
+            host.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it_lost() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut scope = TestScope::new("frozen_host_is_fenced");
+    let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
+    let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
+    let mut load = Load::start(&scope, &topics.readings, fleet(&scope), STEPS_PER_SECOND);
+    let mut owner = member(&scope, &topics, "owner", SHORT_SESSION);
+    let mut zombie = member(&scope, &topics, "zombie", SHORT_SESSION);
+    let held = wait_for_split(&mut [&mut owner, &mut zombie], &mut load, "start").await;
+    let with_records = partitions_with_records(&scope, &topics);
+    let its: Vec<i32> = held[1]
+        .iter()
+        .copied()
+        .filter(|p| with_records.contains(p))
+        .collect();
+    progress
+        .wait_until_each_moved(&mut zombie, Some(&mut load), &its, REBALANCE_DEADLINE)
+        .await;
+
+    // Redis stalls until the zombie's in-flight slots are full; then the zombie freezes.
+    let stalled = LocalService::Redis.pause();
+    zombie
+        .wait_for_log(DURABLE_SIDE_STALLED, 1, REBALANCE_DEADLINE)
+        .await;
+    zombie.pause();
+    drop(stalled);
+    // Its session times out; the other host takes its partitions over and moves them on.
+    wait_to_hold_all(&mut owner, &mut load, "zombie frozen").await;
+    progress
+        .wait_until_each_moved(&mut owner, Some(&mut load), &its, REBALANCE_DEADLINE)
+        .await;
+
+    // It wakes with its batches still queued: the store refuses them.
+    zombie.resume();
+    zombie.wait_for_log(FENCED, 1, REBALANCE_DEADLINE).await;
+    wait_for_split(&mut [&mut owner, &mut zombie], &mut load, "zombie back").await;
+
+    load.stop().await;
+    let sent: Vec<SentReading> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
+        .iter()
+        .map(|r| oracle::sent_reading(r).expect("a JSON reading"))
+        .collect();
+    progress
+        .wait_until(
+            &mut owner,
+            None,
+            sent.len() as i64,
+            REBALANCE_DEADLINE,
+            "everything sent",
+        )
+        .await;
+    zombie.stop().await;
+    owner.stop().await;
     let expected = oracle::expected(&sent);
     let mut conn = scope.redis_conn().await;
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;

@@ -18,6 +18,10 @@ impl Engine {
     /// Takes one record. Records below the partition's checkpoint were already stored
     /// before a restart and are skipped: nothing is counted twice.
     pub fn process(&mut self, record: &SourceRecord) {
+        if self.fenced.contains(&record.partition) {
+            self.stats.skipped_fenced += 1;
+            return;
+        }
         let partition = self
             .partitions
             .entry(record.partition)

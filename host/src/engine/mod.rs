@@ -89,6 +89,8 @@ pub struct SourceRecord {
 pub struct Stats {
     pub records: u64,
     pub skipped_replayed: u64,
+    /// Records of partitions another host took over, skipped (see [`Engine::fence`]).
+    pub skipped_fenced: u64,
     pub on_time: u64,
     pub late_accepted: u64,
     pub late_rejected: u64,
@@ -136,6 +138,9 @@ pub struct Engine {
     derived_samples: Vec<Sample>,
     /// (site, partition) pairs already logged as split, so the log says it once.
     split_reported: std::collections::HashSet<(String, i32)>,
+    /// Partitions another host took over (the store fenced this one): their records are
+    /// skipped until the group assigns them here again.
+    fenced: HashSet<i32>,
 }
 
 impl Engine {
@@ -194,6 +199,7 @@ impl Engine {
             stats: Stats::default(),
             derived_samples: Vec::new(),
             split_reported: Default::default(),
+            fenced: HashSet::new(),
         })
     }
 
@@ -328,6 +334,21 @@ impl Engine {
     }
 
     /// Forgets partitions handed to another instance; their state lives on in the store.
+    /// Another host owns these partitions now: forget them, and skip their records until
+    /// [`unfence`](Self::unfence) (the group assigned them here again).
+    pub fn fence(&mut self, partitions: &[i32]) {
+        self.forget_partitions(partitions);
+        self.fenced.extend(partitions);
+    }
+
+    pub fn unfence(&mut self, partition: i32) {
+        self.fenced.remove(&partition);
+    }
+
+    pub fn is_fenced(&self, partition: i32) -> bool {
+        self.fenced.contains(&partition)
+    }
+
     pub fn forget_partitions(&mut self, partitions: &[i32]) {
         self.sites.retain(|_, s| !partitions.contains(&s.partition));
         for p in partitions {

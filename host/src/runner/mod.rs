@@ -24,7 +24,7 @@ use crate::profile::Stage;
 use crate::publish::Publisher;
 use crate::reload::{TenantUpdate, Updates};
 use crate::source::{Source, SourceEvent};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use durable::{Durability, Report};
 
 #[derive(Debug, Clone)]
@@ -197,6 +197,11 @@ async fn fold<S: Source>(
             }
             Next::Source(SourceEvent::Assigned(partitions)) => {
                 for partition in partitions {
+                    if !source.holds(partition) {
+                        continue; // revoked again before this host took it over
+                    }
+                    // Assigned anew: a partition this host was fenced from is its own again.
+                    engine.unfence(partition);
                     if !engine.knows_partition(partition) {
                         recovery::place_at_checkpoint(source, &mut durability, partition).await?;
                     }
@@ -308,6 +313,9 @@ async fn handle_report<S: Source>(
             Ok(false)
         }
         Report::Lost(lost) => {
+            if let Some(StoreError::Fenced { partitions }) = lost.downcast_ref::<StoreError>() {
+                engine.fence(partitions);
+            }
             recovery::rebuild(lost, engine, source, durability).await?;
             Ok(true)
         }
@@ -361,7 +369,7 @@ fn unknown_partitions(engine: &Engine, records: &[crate::engine::SourceRecord]) 
     let mut partitions: Vec<i32> = records
         .iter()
         .map(|r| r.partition)
-        .filter(|&p| !engine.knows_partition(p))
+        .filter(|&p| !engine.knows_partition(p) && !engine.is_fenced(p))
         .collect();
     partitions.sort_unstable();
     partitions.dedup();
@@ -379,6 +387,7 @@ fn log_progress(stats: &Stats) {
         outputs = stats.outputs_emitted,
         plugin_errors = stats.plugin_errors,
         skipped_replayed = stats.skipped_replayed,
+        skipped_fenced = stats.skipped_fenced,
         %stages,
         "progress"
     );

@@ -10,20 +10,31 @@ use super::durable::Durability;
 use crate::engine::{Engine, SourceRecord};
 use crate::source::Source;
 
-/// The store lost data (`lost` says what): forgets every partition's state, lets the
-/// durable side write again, and rewinds each partition to what the store still holds:
-/// its checkpoint, or the start of the topic.
+/// The store lost data, or fenced this host from some partitions (`lost` says which; the
+/// caller has already forgotten the fenced ones): forgets every partition's state, lets the
+/// durable side write again, and rewinds each remaining partition to what the store still
+/// holds: its checkpoint, or the start of the topic. (The batches discarded after the
+/// failed one held the remaining partitions' records too.)
 pub(super) async fn rebuild<S: Source>(
     lost: anyhow::Error,
     engine: &mut Engine,
     source: &mut S,
     durability: &mut Durability,
 ) -> anyhow::Result<()> {
-    tracing::error!("{lost:#}");
+    match lost.downcast_ref::<crate::store::StoreError>() {
+        Some(crate::store::StoreError::Fenced { .. }) => tracing::warn!("{lost:#}"),
+        _ => tracing::error!("{lost:#}"),
+    }
     let partitions = engine.partitions();
     engine.forget_partitions(&partitions);
     durability.resync().await?;
-    for partition in partitions {
+    // Only partitions still assigned here are taken over again (reading a checkpoint claims
+    // the partition: one the group just gave to another host must stay theirs).
+    let still_held: Vec<i32> = partitions
+        .into_iter()
+        .filter(|&p| source.holds(p))
+        .collect();
+    for partition in still_held {
         let resume_at = match durability.load_checkpoint(partition).await? {
             Some(cp) => cp.next_offset,
             None => source.first_offset(partition).await?,

@@ -111,6 +111,9 @@ impl ConsumerContext for GroupContext {
                 for p in tpl.elements() {
                     log.revoked.push(p.partition());
                     log.assigned.remove(&p.partition());
+                    // Assigned and revoked before the runner heard of it: not assigned now
+                    // (taking it over would claim a partition the group gave to another).
+                    log.newly_assigned.retain(|&n| n != p.partition());
                 }
                 tracing::info!(partitions = ?tpl.elements().iter().map(|p| p.partition()).collect::<Vec<_>>(), "partitions revoked");
             }
@@ -382,6 +385,10 @@ fn push(
 }
 
 impl Source for KafkaSource {
+    fn holds(&self, partition: i32) -> bool {
+        self.is_assigned(partition)
+    }
+
     async fn next(&mut self, max: usize) -> anyhow::Result<SourceEvent> {
         if let Some(event) = self.replace_if_failed()? {
             return Ok(event);

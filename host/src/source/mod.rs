@@ -57,6 +57,12 @@ pub trait Source: Send {
     /// The offset of the first record the source still holds for `partition` (the start of
     /// the topic, as far as retention left it).
     fn first_offset(&mut self, partition: i32) -> impl Future<Output = anyhow::Result<i64>> + Send;
+
+    /// Whether the partition is assigned to this reader now (a rebalance may have taken it
+    /// while its last batches were being written). A source without a group holds all.
+    fn holds(&self, _partition: i32) -> bool {
+        true
+    }
 }
 
 /// A finite source over records held in memory, handed out in batches.

@@ -22,6 +22,15 @@ pub enum StoreError {
         describe_lost(lost)
     )]
     DataLost { lost: Vec<(i32, i64, Option<i64>)> },
+    /// Another host claimed these partitions after this one did (the group gave them away,
+    /// e.g. while this host was frozen past its session timeout): the batch was not
+    /// written, and this host must not write them again until it is assigned them anew.
+    #[error(
+        "partitions {partitions:?} were taken over by another host (a newer owner epoch in \
+         Redis): this host's batch for them was not written, and it leaves them until the \
+         group assigns them to it again"
+    )]
+    Fenced { partitions: Vec<i32> },
 }
 
 fn describe_lost(lost: &[(i32, i64, Option<i64>)]) -> String {

@@ -14,6 +14,15 @@
 //! `<prefix>_plugin:<sha256>`. Instances of one consumer group share Redis;
 //! each writes only the sites of its own partitions.
 //!
+//! Fencing: taking a partition over (reading its checkpoint) claims it: `INCR` of
+//! `<prefix>_owner:<topic>:<partition>` gives this store the partition's new owner epoch.
+//! Every batch WATCHes the owner keys of its partitions and checks they still hold this
+//! store's epochs before its MULTI/EXEC; a newer claim (another host took the partition
+//! over, e.g. while this one was frozen past its session timeout) fails the batch as
+//! [`StoreError::Fenced`] and writes nothing of it. A claim landing between the check and
+//! the EXEC aborts the EXEC (WATCH). Not covered: a reconnect between the check and the
+//! EXEC drops the WATCH, so that one batch is written unchecked.
+//!
 //! Errors: connection failures, timeouts and a server still loading its data are retried
 //! with backoff until Redis is back (nothing is lost: the batch is retried whole), logged
 //! once per outage (see `crate::outage`). When Redis comes back, the store first checks
@@ -67,6 +76,8 @@ pub struct RedisStore {
     server_run_id: Option<String>,
     /// Redis lost data: create every known series again before the next write.
     recreate_series: bool,
+    /// The owner epoch this store claimed for each partition it took over.
+    epochs: HashMap<i32, i64>,
 }
 
 impl RedisStore {
@@ -88,6 +99,7 @@ impl RedisStore {
             written: HashMap::new(),
             server_run_id: None,
             recreate_series: false,
+            epochs: HashMap::new(),
         };
         store.check_timeseries().await?;
         Ok(store)
@@ -112,6 +124,14 @@ impl RedisStore {
     pub fn checkpoint_key(&self, partition: i32) -> String {
         format!(
             "{}_checkpoint:{}:{partition}",
+            self.config.key_prefix, self.config.topic
+        )
+    }
+
+    /// Where a partition's owner epoch is (see "Fencing" above).
+    pub fn owner_key(&self, partition: i32) -> String {
+        format!(
+            "{}_owner:{}:{partition}",
             self.config.key_prefix, self.config.topic
         )
     }
@@ -257,6 +277,16 @@ impl Store for RedisStore {
         partition: i32,
     ) -> anyhow::Result<Option<PartitionCheckpoint>> {
         let key = self.checkpoint_key(partition);
+        // Reading the checkpoint takes the partition over: claim it first, so a host that
+        // still holds it can write nothing after this read.
+        let owner = self.owner_key(partition);
+        let epoch: i64 = retry_query(
+            "claim a partition",
+            &mut self.conn,
+            redis::cmd("INCR").arg(&owner),
+        )
+        .await?;
+        self.epochs.insert(partition, epoch);
         let json: Option<String> = retry_query(
             "read a checkpoint",
             &mut self.conn,
@@ -329,10 +359,47 @@ impl RedisStore {
             self.create_series(&effects.new_series).await?;
         }
         let pipe = Stage::Encode.time(|| self.transaction(effects))?;
+        let fenced = self.watch_owners(effects).await?;
+        if !fenced.is_empty() {
+            let _: () = redis::cmd("UNWATCH").query_async(&mut self.conn).await?;
+            return Err(StoreError::Fenced { partitions: fenced }.into());
+        }
         let mut conn = self.conn.clone();
-        // TS.MADD reports a failed sample inside its reply, not as a command error.
-        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-        check_madd_replies(&replies)
+        // TS.MADD reports a failed sample inside its reply, not as a command error. No
+        // reply at all: the EXEC was aborted, a watched owner key changed.
+        let replies: Option<Vec<redis::Value>> = pipe.query_async(&mut conn).await?;
+        match replies {
+            Some(replies) => check_madd_replies(&replies),
+            None => Err(StoreError::Fenced {
+                partitions: effects.checkpoints.iter().map(|c| c.partition).collect(),
+            }
+            .into()),
+        }
+    }
+
+    /// WATCHes the owner keys of the batch's partitions; returns those claimed by someone
+    /// else since this store claimed them.
+    async fn watch_owners(&mut self, effects: &Effects) -> anyhow::Result<Vec<i32>> {
+        let partitions: Vec<i32> = effects
+            .checkpoints
+            .iter()
+            .map(|c| c.partition)
+            .filter(|p| self.epochs.contains_key(p))
+            .collect();
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = partitions.iter().map(|&p| self.owner_key(p)).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("WATCH").arg(&keys).ignore();
+        pipe.cmd("MGET").arg(&keys);
+        let (owners,): (Vec<Option<i64>>,) = pipe.query_async(&mut self.conn).await?;
+        Ok(partitions
+            .into_iter()
+            .zip(owners)
+            .filter(|(p, owner)| *owner != Some(self.epochs[p]))
+            .map(|(p, _)| p)
+            .collect())
     }
 }
 

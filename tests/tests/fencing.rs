@@ -1,0 +1,122 @@
+//! Two hosts' stores on one partition, on the real Redis: the one that claimed it last is
+//! the only one whose batches land. A host that lost the partition (frozen past its
+//! session timeout while the group gave it away) writes nothing of its late batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iot_host::engine::{Effects, Engine, EngineConfig, SourceRecord};
+use iot_host::pipeline::Pipeline;
+use iot_host::store::{RedisStore, RedisStoreConfig, Store, StoreError};
+use system_tests::fixture::TestScope;
+use system_tests::harness::reference_plugins;
+use system_tests::redis_read;
+
+const PARTITION: i32 = 0;
+const TOPIC: &str = "readings";
+/// 2020-01-01T00:15:00Z, the first 15-minute reading of a day.
+const FIRST_STEP: &str = "2020-01-01T00:15:00Z";
+
+/// The batch a host makes of one TH1 reading of `value` at offset 0 of the partition.
+fn batch_of_one_reading(scope: &TestScope, value: f64) -> Effects {
+    let config = EngineConfig {
+        key_prefix: scope.key_prefix(),
+        input_topic: TOPIC.into(),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(
+        config,
+        Arc::new(Pipeline::reference()),
+        &reference_plugins(),
+    )
+    .expect("engine");
+    engine
+        .restore_partition(PARTITION, None, &HashMap::new())
+        .expect("a fresh partition");
+    engine.process(&SourceRecord {
+        partition: PARTITION,
+        offset: 0,
+        key: Some(b"s1".to_vec()),
+        payload: format!(r#"{{"site":"s1","sensor":"TH1","ts":"{FIRST_STEP}","value":{value}}}"#)
+            .into_bytes(),
+    });
+    engine.finish_batch()
+}
+
+async fn store(scope: &TestScope) -> RedisStore {
+    RedisStore::connect(RedisStoreConfig {
+        url: scope.services.redis_url.clone(),
+        key_prefix: scope.key_prefix(),
+        topic: TOPIC.into(),
+    })
+    .await
+    .expect("Redis store")
+}
+
+fn fenced_partitions(result: anyhow::Result<()>) -> Vec<i32> {
+    match result {
+        Ok(()) => panic!("the batch was written, but another store had claimed its partition"),
+        Err(e) => match e.downcast_ref::<StoreError>() {
+            Some(StoreError::Fenced { partitions }) => partitions.clone(),
+            _ => panic!("expected a fenced batch, got: {e:#}"),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_last_host_to_take_a_partition_over_can_write_it() {
+    let scope = TestScope::new("only_the_last_owner_writes");
+    let raw_key = format!("{}s1:TH1:raw", scope.key_prefix());
+    let checkpoint_key = format!("{}_checkpoint:{TOPIC}:{PARTITION}", scope.key_prefix());
+    let mut conn = scope.redis_conn().await;
+    let mut old_owner = store(&scope).await;
+    let mut new_owner = store(&scope).await;
+
+    // The old owner took the partition over, then the group gave it to the new owner.
+    assert!(old_owner
+        .load_checkpoint(PARTITION)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(new_owner
+        .load_checkpoint(PARTITION)
+        .await
+        .unwrap()
+        .is_none());
+
+    // The old owner's late batch is refused whole: no sample, no checkpoint.
+    let late = old_owner.commit(&batch_of_one_reading(&scope, 1.5)).await;
+    assert_eq!(fenced_partitions(late), vec![PARTITION]);
+    assert!(redis_read::range(&mut conn, &raw_key).await.is_empty());
+    let checkpoint: Option<String> = redis::cmd("GET")
+        .arg(&checkpoint_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(checkpoint, None, "the fenced batch wrote its checkpoint");
+
+    // The new owner writes; then the partition comes back to the first host, which
+    // resumes from the new owner's checkpoint and fences it in turn.
+    new_owner
+        .commit(&batch_of_one_reading(&scope, 2.5))
+        .await
+        .expect("the owner's batch is written");
+    let stored: Vec<f64> = redis_read::range(&mut conn, &raw_key)
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(stored, vec![2.5]);
+    let resumed = old_owner.load_checkpoint(PARTITION).await.unwrap();
+    assert_eq!(resumed.map(|c| c.next_offset), Some(1));
+    let stale = new_owner.commit(&batch_of_one_reading(&scope, 3.5)).await;
+    assert_eq!(fenced_partitions(stale), vec![PARTITION]);
+    let stored: Vec<f64> = redis_read::range(&mut conn, &raw_key)
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(
+        stored,
+        vec![2.5],
+        "the fenced host overwrote the owner's value"
+    );
+}
