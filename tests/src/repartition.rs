@@ -79,6 +79,13 @@ impl StageProcess {
         }
     }
 
+    /// Panics (pointing at the log) if the stage exited.
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().expect("try_wait") {
+            panic!("the stage exited ({status}); see {}", self.log.display());
+        }
+    }
+
     /// Waits for the stage to exit by itself (`--exit-when-caught-up`).
     pub async fn wait(mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;

@@ -474,20 +474,33 @@ async fn two_stage_instances_in_one_group_share_the_inputs_and_write_each_line_o
         .iter()
         .map(|n| std::env::temp_dir().join(format!("{}-stage-{n}.log", scope.id)))
         .collect();
-    let stages: Vec<StageProcess> = ["one", "two"]
-        .iter()
-        .zip(&logs)
-        .map(|(name, log)| {
-            StageProcess::start(
-                &scope,
-                &inputs,
-                &topics.readings,
-                &topics.dead_letter,
-                log,
-                &["--instance-id", name, "--session-timeout", "10s"],
-            )
-        })
-        .collect();
+    let start = |name: &str, log: &PathBuf| {
+        StageProcess::start(
+            &scope,
+            &inputs,
+            &topics.readings,
+            &topics.dead_letter,
+            log,
+            &["--instance-id", name, "--session-timeout", "10s"],
+        )
+    };
+    // The second joins while the first is writing: the rebalance revokes the first one's
+    // partitions with a transaction open, which it aborts.
+    let mut first = start("one", &logs[0]);
+    first
+        .wait_for_log("repartition producer ready", 1, Duration::from_secs(120))
+        .await;
+    let before = written(&bootstrap, &topics.readings);
+    let until = std::time::Instant::now() + Duration::from_secs(120);
+    while written(&bootstrap, &topics.readings) == before {
+        load.assert_running().await;
+        assert!(
+            std::time::Instant::now() < until,
+            "the first stage wrote nothing; see {logs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut stages = vec![first, start("two", &logs[1])];
     // Both hold input partitions at the same time, none twice, all seven between them.
     let deadline = std::time::Instant::now() + Duration::from_secs(180);
     loop {
@@ -501,6 +514,9 @@ async fn two_stage_instances_in_one_group_share_the_inputs_and_write_each_line_o
             break;
         }
         load.assert_running().await;
+        for stage in &mut stages {
+            stage.assert_running();
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the two stages did not share the inputs within 3 minutes ({held:?}); see {logs:?}"

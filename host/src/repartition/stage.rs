@@ -254,7 +254,11 @@ impl<'a> Stage<'a> {
             (std::mem::take(&mut r.revoked), r.assigned.take())
         };
         if revoked {
-            self.abort("its partitions were revoked")?;
+            if let Err(e) = self.abort("its partitions were revoked") {
+                // The partitions' next holder fences this producer and aborts the
+                // transaction itself when it initialises its own.
+                tracing::warn!("{e}; dropping the producer instead");
+            }
             self.merge.assign([]);
             self.paused.clear();
             self.producer = None;
@@ -543,6 +547,10 @@ impl<'a> Stage<'a> {
         let Some(producer) = self.producer.as_ref() else {
             return Ok(());
         };
+        // Like a commit, an abort waits for the records in flight, whose delivery reports
+        // only this thread serves (measured: without this the abort failed at once with
+        // "Failed to flush all outstanding messages").
+        wait_for_acknowledgements(producer);
         producer
             .abort_transaction(TRANSACTION_CALL_TIMEOUT)
             .map_err(|source| RepartitionError::Transaction {
