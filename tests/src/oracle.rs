@@ -64,6 +64,28 @@ impl Expected {
     }
 }
 
+/// Every expected series is stored with exactly its values, and nothing else is stored
+/// (`stored` as `redis_read::all_series` reads it); `what` names the run in the message.
+pub fn assert_stored_equals(
+    stored: &BTreeMap<(String, String, String), SeriesValues>,
+    expected: &Expected,
+    what: &str,
+) {
+    for (key, values) in &expected.series {
+        assert_eq!(
+            stored.get(key),
+            Some(values),
+            "{what}: series {key:?} differs from the oracle"
+        );
+    }
+    for key in stored.keys() {
+        assert!(
+            expected.series.contains_key(key),
+            "{what}: series {key:?} is stored but the oracle expects none"
+        );
+    }
+}
+
 /// Day D covers (D 00:00, D+1 00:00]; returns the end instant.
 pub fn day_end(ts_ms: i64) -> i64 {
     let floor = (ts_ms - 1).div_euclid(DAY_MS) * DAY_MS;

@@ -134,28 +134,6 @@ async fn stored_series(
     redis_read::all_series(&mut conn, &scope.key_prefix()).await
 }
 
-/// Every expected series is stored with exactly its values, and nothing else is stored.
-fn assert_equals_oracle(
-    stored: &BTreeMap<(String, String, String), oracle::SeriesValues>,
-    expected: &oracle::Expected,
-    what: &str,
-) {
-    for (key, values) in &expected.series {
-        let got = stored.get(key);
-        assert_eq!(
-            got,
-            Some(values),
-            "{what}: series {key:?} differs from the oracle"
-        );
-    }
-    for key in stored.keys() {
-        assert!(
-            expected.series.contains_key(key),
-            "{what}: series {key:?} is stored but the oracle expects none"
-        );
-    }
-}
-
 async fn produce_in_order(bootstrap: &str, topic: &str, lines: &[String]) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -294,7 +272,7 @@ async fn the_course_layout_through_the_stage_equals_the_oracle_and_one_partition
     assert_eq!(stats.records, lines.len() as u64);
     assert_eq!(stats.dead_letter_total(), 0);
     let through_stage = stored_series(&scope).await;
-    assert_equals_oracle(&through_stage, &expected, "through the stage");
+    oracle::assert_stored_equals(&through_stage, &expected, "through the stage");
 
     // Every day but the last has a daily difference of both meters (the producer's meters
     // land at 23:45; the last day has no next reading to close it).
@@ -321,7 +299,7 @@ async fn the_course_layout_through_the_stage_equals_the_oracle_and_one_partition
     )
     .await;
     let on_one_partition = stored_series(&single).await;
-    assert_equals_oracle(&on_one_partition, &expected, "on one partition");
+    oracle::assert_stored_equals(&on_one_partition, &expected, "on one partition");
     assert_eq!(on_one_partition, through_stage);
 }
 
@@ -456,7 +434,7 @@ async fn kill_minus_nine_of_the_stage_loses_and_duplicates_no_reading() {
     .await;
     assert_eq!(stats.records, sent.len() as u64);
     let expected = oracle::expected_stamped(&sent, ALLOWED_LATENESS_MS, Stamping::IntervalStart);
-    assert_equals_oracle(&stored_series(&scope).await, &expected, "after the kills");
+    oracle::assert_stored_equals(&stored_series(&scope).await, &expected, "after the kills");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,19 +207,7 @@ async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl
     let expected = oracle::expected(&sent);
     let mut conn = scope.redis_conn().await;
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
-    for (series, values) in &expected.series {
-        assert_eq!(
-            stored.get(series),
-            Some(values),
-            "series {series:?} differs from the oracle"
-        );
-    }
-    for series in stored.keys() {
-        assert!(
-            expected.series.contains_key(series),
-            "unexpected series {series:?}"
-        );
-    }
+    oracle::assert_stored_equals(&stored, &expected, "at the end");
 }
 
 /// Waits until `host` holds every partition.
@@ -295,17 +283,5 @@ async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it
     let expected = oracle::expected(&sent);
     let mut conn = scope.redis_conn().await;
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
-    for (series, values) in &expected.series {
-        assert_eq!(
-            stored.get(series),
-            Some(values),
-            "series {series:?} differs from the oracle"
-        );
-    }
-    for series in stored.keys() {
-        assert!(
-            expected.series.contains_key(series),
-            "unexpected series {series:?}"
-        );
-    }
+    oracle::assert_stored_equals(&stored, &expected, "at the end");
 }
