@@ -2,7 +2,7 @@
 //! written natively in Rust (same accumulator bytes, same summation order), for batches of
 //! 1, 64 and 1024 samples; the share of that which is the call and the copy of the batch
 //! into the plugin's memory (`count`, which does no per-sample work); and the cost of the
-//! fuel bound (metering on vs off).
+//! CPU bound (fuel, the default; a wall-clock deadline by epoch interruption; none).
 //!
 //!     scripts/build-plugins && cargo bench -p iot-host --bench fold
 //!
@@ -41,10 +41,12 @@ fn instance(name: &str, limits: PluginLimits) -> PluginInstance {
 
 fn batch(len: usize) -> Vec<Sample> {
     (0..len)
-        .map(|k| Sample {
-            input: 0,
-            ts_ms: WINDOW.start_ms + (k as i64 % 96 + 1) * STEP_MS,
-            value: (k % 200) as f64 * 0.5,
+        .map(|k| {
+            Sample::new(
+                0,
+                WINDOW.start_ms + (k as i64 % 96 + 1) * STEP_MS,
+                (k % 200) as f64 * 0.5,
+            )
         })
         .collect()
 }
@@ -97,13 +99,23 @@ fn transport(c: &mut Criterion) {
     group.finish();
 }
 
-fn fuel(c: &mut Criterion) {
-    let mut group = c.benchmark_group("fold/sum-fuel");
+/// The CPU bound's cost: fuel (the default), a wall-clock bound by epoch interruption
+/// instead, and no bound at all.
+fn cpu_bound(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fold/sum-cpu-bound");
     let unmetered = PluginLimits {
         fuel_per_call: None,
         ..PluginLimits::default()
     };
-    for (label, limits) in [("fuel", PluginLimits::default()), ("no-fuel", unmetered)] {
+    let deadline = PluginLimits {
+        wall_clock_per_call: Some(Duration::from_secs(1)),
+        ..unmetered
+    };
+    for (label, limits) in [
+        ("fuel", PluginLimits::default()),
+        ("epoch-deadline", deadline),
+        ("none", unmetered),
+    ] {
         let mut wasm = instance("sum", limits);
         for size in [1, 1024] {
             let samples = batch(size);
@@ -123,6 +135,6 @@ criterion_group! {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = folds, transport, fuel
+    targets = folds, transport, cpu_bound
 }
 criterion_main!(benches);

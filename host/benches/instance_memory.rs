@@ -101,10 +101,12 @@ fn load(host: &PluginHost, path: &Path) -> LoadedPlugin {
 /// A day of samples, spread over the plugin's inputs.
 fn day(inputs: u32) -> Vec<Sample> {
     (0..96)
-        .map(|k| Sample {
-            input: k % inputs,
-            ts_ms: WINDOW.start_ms + (k as i64 + 1) * STEP_MS,
-            value: 10.0 + (k % 7) as f64,
+        .map(|k| {
+            Sample::new(
+                k % inputs,
+                WINDOW.start_ms + (k as i64 + 1) * STEP_MS,
+                10.0 + (k % 7) as f64,
+            )
         })
         .collect()
 }

@@ -304,6 +304,7 @@ impl HostConfig {
                     cli.max_state_bytes,
                     file.max_state_bytes,
                 ),
+                wall_clock_per_call: None,
             },
             watch: !cli.no_watch,
             default_site: pick(matches, "default_site", cli.default_site, file.default_site),

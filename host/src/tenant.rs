@@ -173,6 +173,7 @@ fn parse_tenants(
                     .max_memory_mib
                     .map_or(defaults.max_memory_bytes, |mib| mib << 20),
                 max_state_bytes: entry.max_state_bytes.unwrap_or(defaults.max_state_bytes),
+                wall_clock_per_call: defaults.wall_clock_per_call,
             },
             name: entry.name,
         });

@@ -18,6 +18,7 @@ pub fn validate(args: &ValidateArgs) -> anyhow::Result<bool> {
         fuel_per_call: (args.fuel_per_call > 0).then_some(args.fuel_per_call),
         max_memory_bytes: args.max_memory_mib << 20,
         max_state_bytes: args.max_state_bytes,
+        wall_clock_per_call: None,
     };
     let host = PluginHost::new(limits)?;
     let mut all_ok = true;
@@ -84,10 +85,12 @@ fn validate_one(
 /// round-robin over the plugin's minimum number of inputs.
 fn probe_samples(n: usize, inputs: u32) -> Vec<Sample> {
     (0..n)
-        .map(|i| Sample {
-            input: i as u32 % inputs.max(1),
-            ts_ms: PROBE_DAY_END - DAY_MS + STEP_MS * ((i as i64 % 96) + 1),
-            value: (i + 1) as f64,
+        .map(|i| {
+            Sample::new(
+                i as u32 % inputs.max(1),
+                PROBE_DAY_END - DAY_MS + STEP_MS * ((i as i64 % 96) + 1),
+                (i + 1) as f64,
+            )
         })
         .collect()
 }

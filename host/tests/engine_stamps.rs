@@ -114,7 +114,8 @@ fn a_checkpoint_filed_under_interval_start_is_refused_by_an_interval_end_host() 
         .restore_partition(PARTITION, None, &HashMap::new())
         .unwrap();
     start.process(&line(0, JAN_1, 1.0));
-    let checkpoint = start.finish_batch().checkpoints.remove(0);
+    start.finish_batch();
+    let checkpoint = start.partition_checkpoint(PARTITION);
     assert_eq!(checkpoint.stamps.as_deref(), Some("interval-start"));
 
     let mut end = engine(StampConvention::IntervalEnd);

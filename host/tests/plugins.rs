@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 mod common;
 
@@ -59,11 +60,7 @@ fn readings(values: &[f64]) -> Vec<Sample> {
     values
         .iter()
         .enumerate()
-        .map(|(k, &value)| Sample {
-            input: 0,
-            ts_ms: DAY.start_ms + (k as i64 + 1) * STEP_MS,
-            value,
-        })
+        .map(|(k, &value)| Sample::new(0, DAY.start_ms + (k as i64 + 1) * STEP_MS, value))
         .collect()
 }
 
@@ -148,11 +145,7 @@ const START_METER: f64 = 1_000_123.5;
 const END_METER: f64 = 1_062_523.25;
 
 fn meter(ts_ms: i64, value: f64) -> Sample {
-    Sample {
-        input: 0,
-        ts_ms,
-        value,
-    }
+    Sample::new(0, ts_ms, value)
 }
 
 #[test]
@@ -227,11 +220,7 @@ const ENERGY: [f64; 5] = [62_400.1, 2_400.2, 4_800.3, 3_600.7, 4_900.9];
 fn day_values(values: &[(u32, f64)]) -> Vec<Sample> {
     values
         .iter()
-        .map(|&(input, value)| Sample {
-            input,
-            ts_ms: DAY.end_ms,
-            value,
-        })
+        .map(|&(input, value)| Sample::new(input, DAY.end_ms, value))
         .collect()
 }
 
@@ -332,11 +321,7 @@ const MINUTE_MS: i64 = 60_000;
 
 /// A motion event (value 1) at `ts_ms`.
 fn motion(ts_ms: i64) -> Sample {
-    Sample {
-        input: 0,
-        ts_ms,
-        value: 1.0,
-    }
+    Sample::new(0, ts_ms, 1.0)
 }
 
 /// A motion event at `hours:minutes` UTC of the test day.
@@ -345,10 +330,9 @@ fn motion_at(hours: i64, minutes: i64) -> Sample {
 }
 
 fn reading_at(hours: i64, minutes: i64, value: f64) -> Sample {
-    Sample {
-        value,
-        ..motion_at(hours, minutes)
-    }
+    let mut reading = motion_at(hours, minutes);
+    reading.value = value;
+    reading
 }
 
 fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -600,6 +584,7 @@ const TEST_LIMITS: PluginLimits = PluginLimits {
     fuel_per_call: Some(20_000_000),
     max_memory_bytes: 24 << 20,
     max_state_bytes: 64 << 10,
+    wall_clock_per_call: None,
 };
 
 fn hostile() -> LoadedPlugin {
@@ -653,6 +638,30 @@ fn a_looping_plugin_runs_out_of_fuel_and_the_next_call_works() {
         .unwrap_err();
     assert!(matches!(err, PluginError::OutOfFuel { .. }), "{err}");
     assert!(err.to_string().contains("fuel"), "{err}");
+    assert_recovers(&mut instance);
+}
+
+/// A wall-clock bound instead of fuel (epoch interruption): what stops the loop is time.
+const DEADLINE_LIMITS: PluginLimits = PluginLimits {
+    fuel_per_call: None,
+    wall_clock_per_call: Some(Duration::from_millis(50)),
+    ..TEST_LIMITS
+};
+
+#[test]
+fn a_looping_plugin_under_a_wall_clock_bound_is_stopped_by_it_and_the_next_call_works() {
+    let host = PluginHost::new(DEADLINE_LIMITS).unwrap();
+    let mut instance = host
+        .load_file(&fixture("misbehaving"))
+        .unwrap()
+        .instantiate()
+        .unwrap();
+    let mut state = instance.init(&mode("loop"), 1, DAY).unwrap();
+    let err = instance
+        .fold(&mut state, DAY, &readings(&VALUES))
+        .unwrap_err();
+    assert!(matches!(err, PluginError::TooSlow { .. }), "{err}");
+    assert!(err.to_string().contains("50ms"), "{err}");
     assert_recovers(&mut instance);
 }
 
@@ -947,11 +956,7 @@ fn samples_reach_the_plugin_bit_for_bit() {
     let mut batch: Vec<Sample> = values
         .iter()
         .enumerate()
-        .map(|(i, &value)| Sample {
-            input: i as u32,
-            ts_ms: DAY.end_ms,
-            value,
-        })
+        .map(|(i, &value)| Sample::new(i as u32, DAY.end_ms, value))
         .collect();
     batch.reverse();
     let got = fold_batches("rest", INPUTS, &[batch]).unwrap();

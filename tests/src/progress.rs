@@ -1,11 +1,13 @@
 //! How far a host under test has got: the records its checkpoints say are durable.
 //!
 //! The one place tests read the host's checkpoints, so a change of checkpoint layout
-//! changes one function ([`checkpointed_offset`]). Waits here keep checking that the host
+//! changes one function ([`checkpointed_offset`], which reads the head field). Waits here keep checking that the host
 //! (and the load, when there is one) still run, so a test that waits for progress fails
 //! at once, naming the cause, instead of at its deadline.
 
 use std::time::{Duration, Instant};
+
+use iot_host::engine::checkpoint_format::{self, HEAD_FIELD};
 
 use crate::fixture::TestScope;
 use crate::live_host::LiveHost;
@@ -48,8 +50,9 @@ impl Progress {
             let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
             let mut offsets = Vec::with_capacity(self.keys.len());
             for key in &self.keys {
-                let bytes: Option<Vec<u8>> = redis::cmd("GET")
+                let bytes: Option<Vec<u8>> = redis::cmd("HGET")
                     .arg(key)
+                    .arg(HEAD_FIELD)
                     .query_async(&mut conn)
                     .await
                     .ok()?;
@@ -164,11 +167,8 @@ pub fn checkpoint_key(scope: &TestScope, topic: &str, partition: i32) -> String 
     format!("{}_checkpoint:{topic}:{partition}", scope.key_prefix())
 }
 
-/// The next offset a stored checkpoint names: everything before it is durable.
-fn checkpointed_offset(key: &str, bytes: &[u8]) -> i64 {
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).unwrap_or_else(|e| panic!("{key} is not a checkpoint: {e}"));
-    value["next_offset"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{key} names no next_offset"))
+/// The next offset a stored checkpoint's head names: everything before it is durable.
+fn checkpointed_offset(key: &str, head: &[u8]) -> i64 {
+    checkpoint_format::decode_next_offset(head)
+        .unwrap_or_else(|e| panic!("{key} has a head that is not a checkpoint's: {e:#}"))
 }

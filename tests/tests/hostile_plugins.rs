@@ -301,11 +301,12 @@ async fn hostile_plugins_fail_only_their_own_outputs_and_the_healthy_tenant_stay
     let mut checkpoints = 0;
     for p in 0..PARTITIONS {
         let key = checkpoint_key(&scope, &topics.readings, p);
-        let len: usize = redis::cmd("STRLEN")
+        let fields: Vec<Vec<u8>> = redis::cmd("HVALS")
             .arg(&key)
             .query_async(&mut conn)
             .await
             .unwrap();
+        let len: usize = fields.iter().map(Vec::len).sum();
         checkpoints += usize::from(len > 0);
         assert!(len <= MAX_CHECKPOINT_BYTES, "{key} holds {len} bytes");
     }

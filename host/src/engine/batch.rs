@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use iot_protocol::time::StampConvention;
 
+use super::checkpoint::SiteSnapshot;
+use super::checkpoint_format::{self, CheckpointWrite, StoredFields};
 use super::tenant::VersionId;
 use super::{BuildRef, Effects, Engine, PartitionCheckpoint};
 use crate::profile::Stage;
@@ -48,21 +50,76 @@ impl Engine {
         }
         partitions.sort_unstable();
         let mut effects = std::mem::take(&mut self.effects);
-        effects.checkpoints = partitions.into_iter().map(|p| self.checkpoint(p)).collect();
+        effects.checkpoints = partitions
+            .into_iter()
+            .map(|p| self.checkpoint_write(p))
+            .collect();
         effects
     }
 
-    pub(super) fn checkpoint(&self, partition: i32) -> PartitionCheckpoint {
-        let mut builds: Vec<BuildRef> = Vec::new();
-        let mut index: HashMap<(usize, VersionId), u32> = HashMap::new();
-        let sites = self
+    /// What this batch writes of `partition`'s checkpoint: its head, and the sites whose
+    /// encoded snapshot differs from the partition's previous write (every site, if this is
+    /// the first write since the partition was placed). Comparing bytes rather than
+    /// tracking changes keeps it right whatever changed a site (readings, a swap, eviction).
+    fn checkpoint_write(&mut self, partition: i32) -> CheckpointWrite {
+        let encoded: Vec<(String, Vec<u8>)> = self
+            .site_snapshots(partition)
+            .into_iter()
+            .map(|(name, builds, snapshot)| {
+                (name, checkpoint_format::encode_site(builds, snapshot))
+            })
+            .collect();
+        let stamps = match self.config.stamps {
+            StampConvention::IntervalEnd => None,
+            other => Some(other.as_str()),
+        };
+        let state = self
+            .partitions
+            .get_mut(&partition)
+            .expect("a partition with a checkpoint to write is placed");
+        let replace = std::mem::take(&mut state.replace);
+        if replace {
+            state.written.clear();
+        }
+        let removed: Vec<String> = state
+            .written
+            .keys()
+            .filter(|name| !encoded.iter().any(|(n, _)| n == *name))
+            .cloned()
+            .collect();
+        for name in &removed {
+            state.written.remove(name);
+        }
+        let mut sites = Vec::new();
+        for (name, bytes) in encoded {
+            if state.written.get(&name) != Some(&bytes) {
+                state.written.insert(name.clone(), bytes.clone());
+                sites.push((name, bytes));
+            }
+        }
+        CheckpointWrite {
+            partition,
+            next_offset: state.next_offset,
+            replace,
+            head: checkpoint_format::encode_head(state.next_offset, stamps),
+            sites,
+            removed,
+        }
+    }
+
+    /// Each site of `partition` with its snapshot, whose build indices refer to the site's
+    /// own list of builds; in site order.
+    fn site_snapshots(&self, partition: i32) -> Vec<(String, Vec<BuildRef>, SiteSnapshot)> {
+        let mut snapshots: Vec<_> = self
             .sites
             .iter()
             .filter(|(_, s)| s.partition == partition)
-            .map(|(n, s)| {
+            .map(|(name, s)| {
                 let tenant = &self.tenants[s.tenant];
+                let mut builds: Vec<BuildRef> = Vec::new();
+                let mut index: HashMap<VersionId, u32> = HashMap::new();
                 let mut build_index = |v: VersionId| {
-                    *index.entry((s.tenant, v)).or_insert_with(|| {
+                    *index.entry(v).or_insert_with(|| {
                         let version = tenant.version(v);
                         builds.push(BuildRef {
                             hash: version.plugin.hash().to_owned(),
@@ -71,21 +128,41 @@ impl Engine {
                         (builds.len() - 1) as u32
                     })
                 };
-                (
-                    n.clone(),
-                    s.snapshot(&tenant.output_names, &mut build_index),
-                )
+                let snapshot = s.snapshot(&tenant.output_names, &mut build_index);
+                (name.clone(), builds, snapshot)
             })
             .collect();
-        PartitionCheckpoint {
+        snapshots.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        snapshots
+    }
+
+    /// The whole checkpoint of `partition` as a restart would read it back: encoded and
+    /// decoded exactly as stored.
+    pub fn partition_checkpoint(&self, partition: i32) -> PartitionCheckpoint {
+        let stamps = match self.config.stamps {
+            StampConvention::IntervalEnd => None,
+            other => Some(other.as_str()),
+        };
+        let next_offset = self.partitions.get(&partition).map_or(0, |p| p.next_offset);
+        let write = CheckpointWrite {
             partition,
-            next_offset: self.partitions.get(&partition).map_or(0, |p| p.next_offset),
-            builds,
-            sites,
-            stamps: match self.config.stamps {
-                StampConvention::IntervalEnd => None,
-                other => Some(other.as_str().to_owned()),
-            },
-        }
+            next_offset,
+            replace: true,
+            head: checkpoint_format::encode_head(next_offset, stamps),
+            sites: self
+                .site_snapshots(partition)
+                .into_iter()
+                .map(|(name, builds, snapshot)| {
+                    (name, checkpoint_format::encode_site(builds, snapshot))
+                })
+                .collect(),
+            removed: Vec::new(),
+        };
+        let mut stored = StoredFields::default();
+        stored.apply(&write);
+        stored
+            .decode(partition)
+            .expect("a checkpoint this engine encoded decodes")
+            .expect("a written checkpoint has a head")
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use iot_protocol::SeriesName;
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::PartitionCheckpoint;
+use super::checkpoint_format::CheckpointWrite;
 
 /// Index of a series in the engine's registry; stable for the life of the process.
 pub type SeriesId = u32;
@@ -52,7 +52,7 @@ pub struct Effects {
     pub new_series: Vec<SeriesDef>,
     pub samples: Vec<StoredSample>,
     pub records: Vec<OutRecord>,
-    pub checkpoints: Vec<PartitionCheckpoint>,
+    pub checkpoints: Vec<CheckpointWrite>,
     /// Plugin builds first used in this batch, by SHA-256: the store archives them so a
     /// restart can finish the windows they wrote (see the swap rules in `engine/tenant.rs`).
     pub plugin_builds: Vec<(String, Arc<[u8]>)>,

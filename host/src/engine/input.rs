@@ -25,10 +25,7 @@ impl Engine {
         let partition = self
             .partitions
             .entry(record.partition)
-            .or_insert(PartitionState {
-                next_offset: 0,
-                moved: false,
-            });
+            .or_insert_with(|| PartitionState::placed_at(0));
         if record.offset < partition.next_offset {
             self.stats.skipped_replayed += 1;
             return;
@@ -109,11 +106,7 @@ impl Engine {
         }
         site.newest_ts = site.newest_ts.max(at);
         for &(output, input) in &tenant.pipeline.routes_by_sensor[reading.sensor.index()] {
-            let sample = Sample {
-                input,
-                ts_ms: at,
-                value: reading.value,
-            };
+            let sample = Sample::new(input, at, reading.value);
             push_sample(site, end, output, outputs, sample);
             // A reading at a day's start instant also opens the next day for plugins that
             // need both ends (daily difference of a cumulative meter).

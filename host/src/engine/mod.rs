@@ -18,6 +18,7 @@
 
 mod batch;
 pub mod checkpoint;
+pub mod checkpoint_format;
 pub mod effects;
 mod failures;
 mod input;
@@ -109,6 +110,23 @@ struct PartitionState {
     next_offset: i64,
     /// The offset moved in the current batch: the partition needs a new checkpoint.
     moved: bool,
+    /// Each site's checkpoint field as last written: the next write sends only the sites
+    /// whose bytes differ.
+    written: HashMap<String, Vec<u8>>,
+    /// The next write replaces the stored checkpoint whole (nothing written since the
+    /// partition was placed).
+    replace: bool,
+}
+
+impl PartitionState {
+    fn placed_at(next_offset: i64) -> PartitionState {
+        PartitionState {
+            next_offset,
+            moved: false,
+            written: HashMap::new(),
+            replace: true,
+        }
+    }
 }
 
 /// One tenant as the engine starts with it.
@@ -293,13 +311,8 @@ impl Engine {
             }
             None => 0,
         };
-        self.partitions.insert(
-            partition,
-            PartitionState {
-                next_offset,
-                moved: false,
-            },
-        );
+        self.partitions
+            .insert(partition, PartitionState::placed_at(next_offset));
         Ok(())
     }
 

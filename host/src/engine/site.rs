@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use iot_protocol::time::DAY_MS;
 use iot_protocol::Sensor;
 
@@ -11,8 +10,6 @@ use super::checkpoint::{DaySnapshot, SiteSnapshot, SlotSnapshot};
 use super::effects::SeriesId;
 use super::tenant::VersionId;
 use crate::plugin::Sample;
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// One output's window for one day.
 #[derive(Debug, Default, Clone)]
@@ -132,11 +129,11 @@ impl SiteState {
                         })
                         .map(|(o, s)| SlotSnapshot {
                             output: o as u32,
-                            state: s.state.as_ref().map(|b| B64.encode(b)),
+                            state: s.state.clone(),
                             build: s.version.map(&mut *build),
                             value: s.value,
                             held_by: s.held_by.map(&mut *build),
-                            pending: s.held_by.map(|_| B64.encode(encode_samples(&s.pending))),
+                            pending: s.held_by.map(|_| encode_samples(&s.pending)),
                         })
                         .collect(),
                 })
@@ -172,12 +169,12 @@ impl SiteState {
                     continue;
                 };
                 let target = &mut state.slots[o];
-                target.state = slot.state.as_deref().map(|s| B64.decode(s)).transpose()?;
+                target.state = slot.state.clone();
                 target.version = slot.build.and_then(&build);
                 target.value = slot.value;
                 target.held_by = slot.held_by.and_then(&build);
                 if let Some(pending) = &slot.pending {
-                    target.pending = decode_samples(&B64.decode(pending)?)?;
+                    target.pending = decode_samples(pending)?;
                 }
             }
             site.days.insert(day.end_ms, state);
@@ -208,10 +205,12 @@ fn decode_samples(bytes: &[u8]) -> anyhow::Result<Vec<Sample>> {
     }
     Ok(bytes
         .chunks_exact(SAMPLE_BYTES)
-        .map(|c| Sample {
-            input: u32::from_le_bytes(c[0..4].try_into().unwrap()),
-            ts_ms: i64::from_le_bytes(c[4..12].try_into().unwrap()),
-            value: f64::from_le_bytes(c[12..20].try_into().unwrap()),
+        .map(|c| {
+            Sample::new(
+                u32::from_le_bytes(c[0..4].try_into().unwrap()),
+                i64::from_le_bytes(c[4..12].try_into().unwrap()),
+                f64::from_le_bytes(c[12..20].try_into().unwrap()),
+            )
         })
         .collect())
 }
@@ -223,16 +222,8 @@ mod tests {
     #[test]
     fn held_samples_survive_a_round_trip_bit_for_bit() {
         let samples = vec![
-            Sample {
-                input: 0,
-                ts_ms: 1_577_836_800_000,
-                value: 0.1 + 0.2,
-            },
-            Sample {
-                input: 3,
-                ts_ms: -5,
-                value: f64::MIN_POSITIVE,
-            },
+            Sample::new(0, 1_577_836_800_000, 0.1 + 0.2),
+            Sample::new(3, -5, f64::MIN_POSITIVE),
         ];
         let back = decode_samples(&encode_samples(&samples)).unwrap();
         assert_eq!(back.len(), 2);

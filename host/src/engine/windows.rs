@@ -219,11 +219,8 @@ impl Engine {
         for (position, input) in spec.inputs.iter().enumerate() {
             if let InputSource::Output(upstream) = *input {
                 if let Some(value) = day.slots[upstream].value {
-                    self.derived_samples.push(Sample {
-                        input: position as u32,
-                        ts_ms: end,
-                        value,
-                    });
+                    self.derived_samples
+                        .push(Sample::new(position as u32, end, value));
                 }
             }
         }

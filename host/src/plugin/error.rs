@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 /// Why a plugin could not be loaded or a call failed. Every failure of a plugin is one of
 /// these (never a panic of the host); messages say what to do next. After a call fails
-/// with [`OutOfFuel`](Self::OutOfFuel), [`OutOfMemory`](Self::OutOfMemory) or
+/// with [`OutOfFuel`](Self::OutOfFuel), [`TooSlow`](Self::TooSlow), [`OutOfMemory`](Self::OutOfMemory) or
 /// [`Trap`](Self::Trap), the [`PluginInstance`](super::PluginInstance) starts a fresh
 /// instance for its next call by itself.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +39,16 @@ pub enum PluginError {
         plugin: String,
         call: &'static str,
         fuel: u64,
+    },
+    #[error(
+        "plugin {plugin} took longer than its wall-clock bound ({bound:?} per call) in {call}: \
+         it loops or does too much work per call; fix the plugin, or raise the bound if the \
+         work is legitimate"
+    )]
+    TooSlow {
+        plugin: String,
+        call: &'static str,
+        bound: std::time::Duration,
     },
     #[error(
         "plugin {plugin} ran out of memory in {call}: {detail}; fix the plugin, or raise the \

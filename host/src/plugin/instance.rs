@@ -5,11 +5,12 @@ use std::sync::Arc;
 use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Aggregation, PluginInfo, Sample, Window};
+use super::bindings::{Aggregation, PluginInfo, Window};
 use super::error::PluginError;
 use super::limits::{MemoryCapExceeded, SandboxLimiter};
 use super::loader::Inner;
 use super::lowering::SampleBatch;
+use super::sample::Sample;
 use super::sandbox;
 
 /// `fold`'s signature, with the samples lowered by [`SampleBatch`].
@@ -151,6 +152,9 @@ impl PluginInstance {
                 .set_fuel(fuel)
                 .expect("fuel metering is on whenever a fuel limit is set");
         }
+        if let Some(ticks) = self.plugin.limits.deadline_ticks() {
+            live.store.set_epoch_deadline(ticks);
+        }
         match f(live) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PluginError::Returned {
@@ -179,6 +183,9 @@ fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
             .set_fuel(fuel)
             .expect("fuel metering is on whenever a fuel limit is set");
     }
+    if let Some(ticks) = plugin.limits.deadline_ticks() {
+        store.set_epoch_deadline(ticks);
+    }
     let instantiated = (|| {
         let instance = plugin.pre.instance_pre().instantiate(&mut store)?;
         let bindings = plugin.indices.load(&mut store, &instance)?;
@@ -204,6 +211,13 @@ fn classify(plugin: &Inner, call: &'static str, error: wasmtime::Error) -> Plugi
             plugin: name,
             call,
             fuel: plugin.limits.fuel_per_call.unwrap_or(0),
+        };
+    }
+    if let Some(Trap::Interrupt) = error.downcast_ref::<Trap>() {
+        return PluginError::TooSlow {
+            plugin: name,
+            call,
+            bound: plugin.limits.wall_clock_per_call.unwrap_or_default(),
         };
     }
     if let Some(cap) = error.downcast_ref::<MemoryCapExceeded>() {

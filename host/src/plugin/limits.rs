@@ -1,5 +1,7 @@
 //! Resource bounds of plugin calls and the store limiter that enforces the memory cap.
 
+use std::time::Duration;
+
 use wasmtime::ResourceLimiter;
 
 /// Resource bounds of every plugin call; one set per [`PluginHost`](super::PluginHost)
@@ -11,6 +13,12 @@ pub struct PluginLimits {
     /// a little faster but lets a looping plugin hang its thread: for benchmarks and
     /// trusted plugins only.
     pub fuel_per_call: Option<u64>,
+    /// Wall-clock time one call may take (epoch interruption, checked every
+    /// [`DEADLINE_TICK`](Self::DEADLINE_TICK)): a bound in seconds rather than in work, and
+    /// cheaper to check than fuel (see docs/BENCHMARKS.md). Off by default because it is
+    /// not deterministic: a call near the bound could fail on one run and pass on a replay,
+    /// which fuel never does. It does not bound a call to within less than one tick.
+    pub wall_clock_per_call: Option<Duration>,
     /// Linear memory one instance may grow to, in bytes (instance-wide, all memories).
     pub max_memory_bytes: usize,
     /// Bytes one window's accumulator may have, as returned by `init` or `fold`. The host
@@ -22,6 +30,9 @@ pub struct PluginLimits {
 }
 
 impl PluginLimits {
+    /// How often the engine's epoch advances when a wall-clock bound is set: the
+    /// resolution of that bound.
+    pub const DEADLINE_TICK: Duration = Duration::from_millis(10);
     /// 50 million fuel is tens of milliseconds of CPU, thousands of times what a fold
     /// costs (measured: ~850 per call plus ~6 per sample for `sum`, ~23 for `daily-diff`).
     pub const DEFAULT_FUEL_PER_CALL: u64 = 50_000_000;
@@ -45,6 +56,7 @@ impl Default for PluginLimits {
     fn default() -> Self {
         PluginLimits {
             fuel_per_call: Some(Self::DEFAULT_FUEL_PER_CALL),
+            wall_clock_per_call: None,
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
             max_state_bytes: Self::DEFAULT_MAX_STATE_BYTES,
         }
@@ -112,5 +124,15 @@ impl ResourceLimiter for SandboxLimiter {
 
     fn memories(&self) -> usize {
         4
+    }
+}
+
+impl PluginLimits {
+    /// The wall-clock bound in epoch ticks (at least one).
+    pub(super) fn deadline_ticks(&self) -> Option<u64> {
+        self.wall_clock_per_call.map(|bound| {
+            let ticks = bound.as_nanos() / Self::DEADLINE_TICK.as_nanos();
+            (ticks as u64).max(1)
+        })
     }
 }

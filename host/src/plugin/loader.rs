@@ -25,8 +25,12 @@ impl PluginHost {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.consume_fuel(limits.fuel_per_call.is_some());
+        config.epoch_interruption(limits.wall_clock_per_call.is_some());
         let engine = Engine::new(&config)
             .map_err(|e| anyhow::anyhow!("cannot start the WebAssembly engine: {e}"))?;
+        if limits.wall_clock_per_call.is_some() {
+            start_epoch_ticker(&engine);
+        }
         Ok(PluginHost { engine, limits })
     }
 
@@ -205,4 +209,21 @@ pub fn build_hash(bytes: &[u8]) -> String {
         let _ = write!(hex, "{byte:02x}");
     }
     hex
+}
+
+/// Advances the engine's epoch every [`PluginLimits::DEADLINE_TICK`] while the engine
+/// lives: what the wall-clock bound of calls counts. One thread per engine (so per tenant
+/// with a bound); it ends once the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("plugin-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(PluginLimits::DEADLINE_TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("cannot start the plugin deadline thread");
 }

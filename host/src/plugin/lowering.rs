@@ -1,12 +1,12 @@
 //! The fold hot path: a batch of samples lowered into the plugin's memory in one pass.
 //!
 //! Wasmtime's generic lowering of a `list<record>` stores every field of every element
-//! through a bounds-checked accessor (~35 ns per sample, measured). A sample's canonical-ABI
-//! layout is fixed by the WIT (`record sample { input: u32, ts-ms: s64, value: f64 }`: input
-//! at 0, 4 bytes of padding, ts-ms at 8, value at 16; 24 bytes, aligned to 8), so
-//! [`SampleBatch`] asks the plugin for the list's memory once, checks the bounds once and
-//! writes the samples with a plain loop (~0.6 ns per sample). Its type check is the generic
-//! one of `list<sample>`, so a component whose `sample` differs is still refused.
+//! through a bounds-checked accessor (~35 ns per sample, measured). [`Sample`] is laid out
+//! in the host exactly as the canonical ABI lays it out in the plugin's memory (see
+//! `sample.rs`), so [`SampleBatch`] asks the plugin for the list's memory once, checks the
+//! bounds once and copies the whole batch with one `memcpy` (about 0.25 ns per sample; a
+//! field-by-field loop took about 1 ns). Its type check is the generic one of
+//! `list<sample>`, so a component whose `sample` differs is still refused.
 //!
 //! This implements wasmtime's `ComponentType`/`Lower` by hand, with items wasmtime marks as
 //! outside its stability guarantees (`__internal`): when upgrading wasmtime, re-run
@@ -20,23 +20,25 @@ use wasmtime::component::__internal::{
 use wasmtime::component::{ComponentType, Lower};
 use wasmtime::ValRaw;
 
-use super::bindings::Sample;
+use super::bindings;
+use super::sample::Sample;
 
 /// Size of one sample in the plugin's memory (canonical ABI).
 const SAMPLE_SIZE: usize = 24;
 const SAMPLE_ALIGN: u32 = 8;
-const _: () = assert!(<Sample as ComponentType>::SIZE32 == SAMPLE_SIZE);
-const _: () = assert!(<Sample as ComponentType>::ALIGN32 == SAMPLE_ALIGN);
+const _: () = assert!(<bindings::Sample as ComponentType>::SIZE32 == SAMPLE_SIZE);
+const _: () = assert!(<bindings::Sample as ComponentType>::ALIGN32 == SAMPLE_ALIGN);
+const _: () = assert!(std::mem::size_of::<Sample>() == SAMPLE_SIZE);
 
 /// `list<sample>` as a parameter of `fold`.
 pub(super) struct SampleBatch<'a>(pub &'a [Sample]);
 
 unsafe impl ComponentType for SampleBatch<'_> {
-    type Lower = <[Sample] as ComponentType>::Lower;
-    const ABI: CanonicalAbiInfo = <[Sample] as ComponentType>::ABI;
+    type Lower = <[bindings::Sample] as ComponentType>::Lower;
+    const ABI: CanonicalAbiInfo = <[bindings::Sample] as ComponentType>::ABI;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <[Sample] as ComponentType>::typecheck(ty, types)
+        <[bindings::Sample] as ComponentType>::typecheck(ty, types)
     }
 }
 
@@ -59,8 +61,18 @@ unsafe impl Lower for SampleBatch<'_> {
         ty: InterfaceType,
         offset: usize,
     ) -> wasmtime::Result<()> {
-        // Only used when parameters do not fit in registers, which `fold`'s do.
-        self.0.linear_lower_to_memory(cx, ty, offset)
+        // Only used when parameters do not fit in registers, which `fold`'s do. Checked
+        // by `host/tests/plugins.rs` all the same: lowered through the generated type.
+        let samples: Vec<bindings::Sample> = self
+            .0
+            .iter()
+            .map(|s| bindings::Sample {
+                input: s.input,
+                ts_ms: s.ts_ms,
+                value: s.value,
+            })
+            .collect();
+        samples.linear_lower_to_memory(cx, ty, offset)
     }
 }
 
@@ -80,16 +92,11 @@ fn store<T>(cx: &mut LowerContext<'_, T>, samples: &[Sample]) -> wasmtime::Resul
         .ok_or_else(|| {
             wasmtime::format_err!("the plugin's realloc returned memory out of bounds")
         })?;
-    let base = memory.as_mut_ptr();
-    for (k, sample) in samples.iter().enumerate() {
-        // SAFETY: `memory` is `samples.len() * SAMPLE_SIZE` bytes long (checked above), so
-        // the three 8-byte words at `k * SAMPLE_SIZE` are in bounds; unaligned writes.
-        unsafe {
-            let word = base.add(k * SAMPLE_SIZE).cast::<u64>();
-            word.write_unaligned(u64::from(sample.input).to_le());
-            word.add(1).write_unaligned((sample.ts_ms as u64).to_le());
-            word.add(2).write_unaligned(sample.value.to_bits().to_le());
-        }
+    // SAFETY: `Sample` is `repr(C)` with no uninitialised bytes (its padding is a field)
+    // and the canonical ABI's layout on this little-endian host (asserted in `sample.rs`);
+    // `memory` is exactly `size_of_val(samples)` bytes and cannot overlap host memory.
+    unsafe {
+        std::ptr::copy_nonoverlapping(samples.as_ptr().cast::<u8>(), memory.as_mut_ptr(), size);
     }
     Ok(ptr)
 }

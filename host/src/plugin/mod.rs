@@ -22,13 +22,15 @@ mod instance;
 mod limits;
 mod loader;
 mod lowering;
+mod sample;
 mod sandbox;
 
-pub use bindings::{PluginInfo, Sample, Window};
+pub use bindings::{PluginInfo, Window};
 pub use error::{bounded_message, PluginError};
 pub use instance::PluginInstance;
 pub use limits::PluginLimits;
 pub use loader::{build_hash, LoadedPlugin, PluginHost};
+pub use sample::Sample;
 
 #[allow(dead_code)]
 fn assert_thread_safety() {

@@ -8,8 +8,9 @@
 //! Duties of the caller: announce each series in `Effects::new_series` before its first
 //! sample (the engine does); write one partition's batches in order.
 //!
-//! Partitioning: keys are `<prefix><site>:<sensor>:<kind>`; checkpoints are
-//! `<prefix>_checkpoint:<topic>:<partition>`; plugin builds that checkpoints refer to are
+//! Partitioning: keys are `<prefix><site>:<sensor>:<kind>`; checkpoints are hashes at
+//! `<prefix>_checkpoint:<topic>:<partition>` (a head field and one field per site, binary:
+//! `engine/checkpoint_format.rs`; a batch writes only the sites that changed); plugin builds that checkpoints refer to are
 //! archived (written once, in the transaction of the first batch that uses them) at
 //! `<prefix>_plugin:<sha256>`. Instances of one consumer group share Redis;
 //! each writes only the sites of its own partitions.
@@ -38,6 +39,9 @@ use anyhow::Context as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Store, StoreError};
+use crate::engine::checkpoint_format::{
+    self, site_field, CheckpointWrite, StoredFields, HEAD_FIELD,
+};
 use crate::engine::{Effects, PartitionCheckpoint, SeriesDef};
 use crate::outage::REDIS as OUTAGE;
 use crate::profile::Stage;
@@ -222,14 +226,12 @@ impl RedisStore {
         let partitions: Vec<i32> = self.written.keys().copied().collect();
         let mut pipe = redis::pipe();
         for &p in &partitions {
-            pipe.cmd("GET").arg(self.checkpoint_key(p));
+            pipe.cmd("HGET").arg(self.checkpoint_key(p)).arg(HEAD_FIELD);
         }
-        let found: Vec<Option<String>> = pipe.query_async(&mut self.conn).await?;
+        let found: Vec<Option<Vec<u8>>> = pipe.query_async(&mut self.conn).await?;
         let mut lost = Vec::new();
-        for (&p, json) in partitions.iter().zip(found) {
-            let stored = json
-                .and_then(|j| serde_json::from_str::<PartitionCheckpoint>(&j).ok())
-                .map(|c| c.next_offset);
+        for (&p, head) in partitions.iter().zip(found) {
+            let stored = head.and_then(|h| checkpoint_format::decode_next_offset(&h).ok());
             if stored.is_none_or(|offset| offset < self.written[&p]) {
                 lost.push((p, self.written[&p], stored));
             }
@@ -242,6 +244,33 @@ impl RedisStore {
         }
         self.recreate_series = true;
         Err(StoreError::DataLost { lost }.into())
+    }
+
+    /// A partition's checkpoint write, as `StoredFields::apply` defines it: the first after
+    /// a placement replaces the hash (DEL, which also drops a checkpoint in the earlier
+    /// JSON form); every write sets the head and the changed sites and deletes the sites
+    /// that left.
+    fn write_checkpoint(&self, pipe: &mut redis::Pipeline, write: &CheckpointWrite) {
+        let key = self.checkpoint_key(write.partition);
+        if write.replace {
+            pipe.cmd("DEL").arg(&key).ignore();
+        }
+        let hset = pipe
+            .cmd("HSET")
+            .arg(&key)
+            .arg(HEAD_FIELD)
+            .arg(&write.head[..]);
+        for (site, bytes) in &write.sites {
+            hset.arg(site_field(site)).arg(&bytes[..]);
+        }
+        hset.ignore();
+        if !write.removed.is_empty() {
+            let hdel = pipe.cmd("HDEL").arg(&key);
+            for site in &write.removed {
+                hdel.arg(site_field(site));
+            }
+            hdel.ignore();
+        }
     }
 
     fn transaction(&self, effects: &Effects) -> anyhow::Result<redis::Pipeline> {
@@ -260,12 +289,8 @@ impl RedisStore {
                 .arg("NX")
                 .ignore();
         }
-        for checkpoint in &effects.checkpoints {
-            let json = serde_json::to_string(checkpoint).context("serialising a checkpoint")?;
-            pipe.cmd("SET")
-                .arg(self.checkpoint_key(checkpoint.partition))
-                .arg(json)
-                .ignore();
+        for write in &effects.checkpoints {
+            self.write_checkpoint(&mut pipe, write);
         }
         Ok(pipe)
     }
@@ -287,18 +312,48 @@ impl Store for RedisStore {
         )
         .await?;
         self.epochs.insert(partition, epoch);
-        let json: Option<String> = retry_query(
+        let kind: String = retry_query(
             "read a checkpoint",
             &mut self.conn,
-            redis::cmd("GET").arg(&key),
+            redis::cmd("TYPE").arg(&key),
         )
         .await?;
-        json.map(|j| {
-            serde_json::from_str(&j).with_context(|| {
-                format!("checkpoint {key} is not readable; delete it to start that partition over")
-            })
-        })
-        .transpose()
+        let unreadable =
+            || format!("checkpoint {key} is not readable; delete it to start that partition over");
+        match kind.as_str() {
+            "none" => Ok(None),
+            "hash" => {
+                let fields: Vec<(String, Vec<u8>)> = retry_query(
+                    "read a checkpoint",
+                    &mut self.conn,
+                    redis::cmd("HGETALL").arg(&key),
+                )
+                .await?;
+                StoredFields::new(fields)
+                    .decode(partition)
+                    .with_context(unreadable)
+            }
+            "string" => {
+                let json: Vec<u8> = retry_query(
+                    "read a checkpoint",
+                    &mut self.conn,
+                    redis::cmd("GET").arg(&key),
+                )
+                .await?;
+                tracing::info!(
+                    partition,
+                    "checkpoint {key} is in the earlier JSON form: read, and replaced in the \
+                     binary form by the partition's next batch"
+                );
+                checkpoint_format::decode_legacy_json(&json)
+                    .map(Some)
+                    .with_context(unreadable)
+            }
+            other => anyhow::bail!(
+                "{key} is a Redis {other}, not a checkpoint: another program uses this key \
+                 prefix; start the host with its own --key-prefix"
+            ),
+        }
     }
 
     async fn load_plugin_build(&mut self, hash: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -1,0 +1,192 @@
+//! Checkpoints in the real Redis: a partition's checkpoint is a hash that each batch
+//! updates with only the sites it changed, and reading it back gives the engine's whole
+//! state; a checkpoint a host wrote before this form (a JSON string) is read, and replaced
+//! by the next batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use iot_host::engine::checkpoint_format::{site_field, StoredFields, HEAD_FIELD};
+use iot_host::engine::{Engine, EngineConfig, SourceRecord};
+use iot_host::pipeline::Pipeline;
+use iot_host::store::{RedisStore, RedisStoreConfig, Store};
+use system_tests::fixture::TestScope;
+use system_tests::harness::reference_plugins;
+
+const PARTITION: i32 = 0;
+const TOPIC: &str = "readings";
+/// 2020-01-01T00:15:00Z and the steps after it: readings of one day.
+const STEPS: [&str; 3] = [
+    "2020-01-01T00:15:00Z",
+    "2020-01-01T00:30:00Z",
+    "2020-01-01T00:45:00Z",
+];
+
+fn engine(scope: &TestScope) -> Engine {
+    let config = EngineConfig {
+        key_prefix: scope.key_prefix(),
+        input_topic: TOPIC.into(),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(
+        config,
+        Arc::new(Pipeline::reference()),
+        &reference_plugins(),
+    )
+    .expect("engine");
+    engine
+        .restore_partition(PARTITION, None, &HashMap::new())
+        .expect("a fresh partition");
+    engine
+}
+
+fn th1(offset: i64, site: &str, ts: &str, value: f64) -> SourceRecord {
+    SourceRecord {
+        partition: PARTITION,
+        offset,
+        key: Some(site.as_bytes().to_vec()),
+        payload: format!(r#"{{"site":"{site}","sensor":"TH1","ts":"{ts}","value":{value}}}"#)
+            .into_bytes(),
+    }
+}
+
+async fn store(scope: &TestScope) -> RedisStore {
+    RedisStore::connect(RedisStoreConfig {
+        url: scope.services.redis_url.clone(),
+        key_prefix: scope.key_prefix(),
+        topic: TOPIC.into(),
+    })
+    .await
+    .expect("Redis store")
+}
+
+async fn stored_fields(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> StoredFields {
+    let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("HGETALL");
+    StoredFields::new(fields)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_batch_rewrites_only_its_sites_and_the_hash_reads_back_as_the_whole_state() {
+    let scope = TestScope::new("checkpoint_deltas");
+    let key = format!("{}_checkpoint:{TOPIC}:{PARTITION}", scope.key_prefix());
+    let mut conn = scope.redis_conn().await;
+    let mut store = store(&scope).await;
+    assert!(store.load_checkpoint(PARTITION).await.unwrap().is_none());
+    let mut engine = engine(&scope);
+
+    for (offset, site) in [(0, "north"), (1, "south")] {
+        engine.process(&th1(offset, site, STEPS[0], 20.0));
+    }
+    store
+        .commit(&engine.finish_batch())
+        .await
+        .expect("first batch");
+    let north_before: Vec<u8> = redis::cmd("HGET")
+        .arg(&key)
+        .arg(site_field("north"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Only south reads: the batch's write carries south alone, north's field stays.
+    engine.process(&th1(2, "south", STEPS[1], 21.0));
+    let effects = engine.finish_batch();
+    let write = &effects.checkpoints[0];
+    assert_eq!(
+        write
+            .sites
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>(),
+        vec!["south"]
+    );
+    store.commit(&effects).await.expect("second batch");
+    let north_after: Vec<u8> = redis::cmd("HGET")
+        .arg(&key)
+        .arg(site_field("north"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(north_after, north_before);
+
+    let read_back = stored_fields(&mut conn, &key)
+        .await
+        .decode(PARTITION)
+        .unwrap();
+    assert_eq!(read_back, Some(engine.partition_checkpoint(PARTITION)));
+    assert_eq!(
+        store.load_checkpoint(PARTITION).await.unwrap(),
+        Some(engine.partition_checkpoint(PARTITION)),
+        "the store reads the same"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_checkpoint_of_an_earlier_host_is_read_and_replaced_by_the_next_batch() {
+    let scope = TestScope::new("checkpoint_legacy_json");
+    let key = format!("{}_checkpoint:{TOPIC}:{PARTITION}", scope.key_prefix());
+    let mut conn = scope.redis_conn().await;
+
+    // An earlier host's checkpoint after two readings: the same types, as a JSON string.
+    let mut earlier = engine(&scope);
+    earlier.process(&th1(0, "north", STEPS[0], 20.0));
+    earlier.process(&th1(1, "north", STEPS[1], 22.0));
+    earlier.finish_batch();
+    let json = serde_json::to_string(&earlier.partition_checkpoint(PARTITION)).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&json)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let mut store = store(&scope).await;
+    let loaded = store
+        .load_checkpoint(PARTITION)
+        .await
+        .expect("the JSON checkpoint is read")
+        .expect("there is one");
+    assert_eq!(loaded, earlier.partition_checkpoint(PARTITION));
+
+    // A host resumes from it; its first batch replaces the string with the hash.
+    let mut resumed = Engine::new(
+        EngineConfig {
+            key_prefix: scope.key_prefix(),
+            input_topic: TOPIC.into(),
+            ..EngineConfig::default()
+        },
+        Arc::new(Pipeline::reference()),
+        &reference_plugins(),
+    )
+    .unwrap();
+    resumed
+        .restore_partition(PARTITION, Some(loaded), &HashMap::new())
+        .unwrap();
+    resumed.process(&th1(2, "north", STEPS[2], 24.0));
+    store
+        .commit(&resumed.finish_batch())
+        .await
+        .expect("a batch");
+    let kind: String = redis::cmd("TYPE")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kind, "hash");
+    let head: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(&key)
+        .arg(HEAD_FIELD)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(head.is_some(), "the hash has its head");
+    assert_eq!(
+        store.load_checkpoint(PARTITION).await.unwrap(),
+        Some(resumed.partition_checkpoint(PARTITION)),
+        "the replaced checkpoint holds all three readings' state"
+    );
+}
