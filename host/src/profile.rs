@@ -114,12 +114,24 @@ impl Drop for StageTimer {
 const STAGES: usize = Stage::ALL.len();
 static NANOS: [AtomicU64; STAGES] = [const { AtomicU64::new(0) }; STAGES];
 static COUNT: [AtomicU64; STAGES] = [const { AtomicU64::new(0) }; STAGES];
+/// Checkpoint bytes the batches wrote, and what rewriting every checkpoint whole would
+/// have written (the delta's saving).
+static CHECKPOINT_BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
+static CHECKPOINT_BYTES_WHOLE: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one checkpoint write: `written` bytes sent, `whole` bytes the whole checkpoint has.
+pub fn checkpoint_written(written: usize, whole: usize) {
+    CHECKPOINT_BYTES_WRITTEN.fetch_add(written as u64, Ordering::Relaxed);
+    CHECKPOINT_BYTES_WHOLE.fetch_add(whole as u64, Ordering::Relaxed);
+}
 
 /// The totals of every stage at one instant; subtract two to get a run's share.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Breakdown {
     pub nanos: [u64; STAGES],
     pub count: [u64; STAGES],
+    pub checkpoint_bytes_written: u64,
+    pub checkpoint_bytes_whole: u64,
 }
 
 impl Breakdown {
@@ -129,6 +141,8 @@ impl Breakdown {
             b.nanos[i] = NANOS[i].load(Ordering::Relaxed);
             b.count[i] = COUNT[i].load(Ordering::Relaxed);
         }
+        b.checkpoint_bytes_written = CHECKPOINT_BYTES_WRITTEN.load(Ordering::Relaxed);
+        b.checkpoint_bytes_whole = CHECKPOINT_BYTES_WHOLE.load(Ordering::Relaxed);
         b
     }
 
@@ -139,6 +153,8 @@ impl Breakdown {
             b.nanos[i] -= earlier.nanos[i];
             b.count[i] -= earlier.count[i];
         }
+        b.checkpoint_bytes_written -= earlier.checkpoint_bytes_written;
+        b.checkpoint_bytes_whole -= earlier.checkpoint_bytes_whole;
         b
     }
 
@@ -150,13 +166,19 @@ impl Breakdown {
         self.count[stage as usize]
     }
 
-    /// `stage=seconds` pairs, for a log line.
+    /// `stage=seconds` pairs and the checkpoint bytes written (of a whole rewrite's), for a
+    /// log line.
     pub fn summary(&self) -> String {
-        Stage::ALL
+        let mut summary = Stage::ALL
             .iter()
             .map(|&s| format!("{}={:.2}s", s.name(), self.seconds(s)))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" ");
+        summary.push_str(&format!(
+            " checkpoint_bytes={}/{}",
+            self.checkpoint_bytes_written, self.checkpoint_bytes_whole
+        ));
+        summary
     }
 }
 

@@ -84,10 +84,15 @@ async fn only_the_last_host_to_take_a_partition_over_can_write_it() {
         .unwrap()
         .is_none());
 
-    // The old owner's late batch is refused whole: no sample, no checkpoint.
+    // The old owner's late batch is refused whole: no series, no sample, no checkpoint.
     let late = old_owner.commit(&batch_of_one_reading(&scope, 1.5)).await;
     assert_eq!(fenced_partitions(late), vec![PARTITION]);
-    assert!(redis_read::range(&mut conn, &raw_key).await.is_empty());
+    let series_exists: bool = redis::cmd("EXISTS")
+        .arg(&raw_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!series_exists, "the fenced batch created its series");
     let checkpoint_exists: bool = redis::cmd("EXISTS")
         .arg(&checkpoint_key)
         .query_async(&mut conn)

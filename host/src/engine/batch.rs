@@ -10,7 +10,7 @@ use super::checkpoint::SiteSnapshot;
 use super::checkpoint_format::{self, CheckpointWrite, StoredFields};
 use super::tenant::VersionId;
 use super::{BuildRef, Effects, Engine, PartitionCheckpoint};
-use crate::profile::Stage;
+use crate::profile::{self, Stage};
 
 impl Engine {
     /// Folds everything pending, emits due and changed outputs, evicts days beyond the
@@ -90,6 +90,7 @@ impl Engine {
         for name in &removed {
             state.written.remove(name);
         }
+        let every_site = checkpoint_format::sites_bytes(&encoded);
         let mut sites = Vec::new();
         for (name, bytes) in encoded {
             if state.written.get(&name) != Some(&bytes) {
@@ -97,14 +98,17 @@ impl Engine {
                 sites.push((name, bytes));
             }
         }
-        CheckpointWrite {
+        let write = CheckpointWrite {
             partition,
             next_offset: state.next_offset,
             replace,
             head: checkpoint_format::encode_head(state.next_offset, stamps),
             sites,
             removed,
-        }
+        };
+        let whole = write.bytes() - checkpoint_format::sites_bytes(&write.sites) + every_site;
+        profile::checkpoint_written(write.bytes(), whole);
+        write
     }
 
     /// Each site of `partition` with its snapshot, whose build indices refer to the site's

@@ -55,13 +55,7 @@ pub struct CheckpointWrite {
 impl CheckpointWrite {
     /// Bytes this write sends (fields' names and values).
     pub fn bytes(&self) -> usize {
-        HEAD_FIELD.len()
-            + self.head.len()
-            + self
-                .sites
-                .iter()
-                .map(|(name, bytes)| SITE_FIELD_PREFIX.len() + name.len() + bytes.len())
-                .sum::<usize>()
+        HEAD_FIELD.len() + self.head.len() + sites_bytes(&self.sites)
     }
 }
 
@@ -76,6 +70,14 @@ struct Head {
 struct SiteRecord {
     builds: Vec<BuildRef>,
     snapshot: SiteSnapshot,
+}
+
+/// Bytes of these site fields (names and values) in the store.
+pub fn sites_bytes(sites: &[(String, Vec<u8>)]) -> usize {
+    sites
+        .iter()
+        .map(|(name, bytes)| SITE_FIELD_PREFIX.len() + name.len() + bytes.len())
+        .sum()
 }
 
 pub fn site_field(site: &str) -> String {

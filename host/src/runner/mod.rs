@@ -271,6 +271,7 @@ async fn fold_batch<S: Source>(
         // The durable side runs in this task: give it a turn between chunks.
         tokio::task::yield_now().await;
     }
+    source.recycle(records);
     durability.submit(engine.finish_batch()).await
 }
 

@@ -146,7 +146,16 @@ pub struct KafkaSource {
     /// dropped half-way (the runner applies a hot swap) loses nothing: the next call
     /// carries on with it.
     batch: Vec<SourceRecord>,
+    /// Records handed back by the runner ([`Source::recycle`]): the next records are copied
+    /// into their buffers, so reading allocates nothing per record once they are warm.
+    spare: Vec<SourceRecord>,
 }
+
+/// Records kept for reuse at most: a few batches' worth (each holds its buffers).
+const MAX_SPARE_RECORDS: usize = 20_000;
+/// A record whose buffers grew past this (a rare large record) is not kept for reuse, so
+/// the spares hold at most about `MAX_SPARE_RECORDS` × this.
+const MAX_SPARE_BUFFER_BYTES: usize = 4096;
 
 impl KafkaSource {
     pub fn connect(config: KafkaSourceConfig) -> anyhow::Result<KafkaSource> {
@@ -160,6 +169,7 @@ impl KafkaSource {
             caught_up_said: false,
             rewound: HashMap::new(),
             batch: Vec::new(),
+            spare: Vec::new(),
         })
     }
 
@@ -361,12 +371,14 @@ fn new_consumer(
 }
 
 /// Adds a record to the batch: its partition is no longer at its end, and no longer
-/// waiting for its first record after a rewind. (A free function: the message borrows the
-/// consumer, so it cannot take the whole source.)
+/// waiting for its first record after a rewind. The record reuses a spare one's buffers
+/// when there is one. (A free function: the message borrows the consumer, so it cannot
+/// take the whole source.)
 fn push(
     at_end: &mut HashSet<i32>,
     rewound: &mut HashMap<i32, i64>,
     records: &mut Vec<SourceRecord>,
+    spare: &mut Vec<SourceRecord>,
     message: &rdkafka::message::BorrowedMessage<'_>,
 ) {
     let partition = message.partition();
@@ -376,12 +388,26 @@ fn push(
     if !rewound.is_empty() {
         rewound.remove(&partition);
     }
-    records.push(SourceRecord {
+    let mut record = spare.pop().unwrap_or_else(|| SourceRecord {
         partition,
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-        payload: message.payload().unwrap_or_default().to_vec(),
+        offset: 0,
+        key: None,
+        payload: Vec::new(),
     });
+    record.partition = partition;
+    record.offset = message.offset();
+    copy_into(&mut record.payload, message.payload().unwrap_or_default());
+    match (message.key(), &mut record.key) {
+        (Some(key), Some(buffer)) => copy_into(buffer, key),
+        (Some(key), none) => *none = Some(key.to_vec()),
+        (None, key) => *key = None,
+    }
+    records.push(record);
+}
+
+fn copy_into(buffer: &mut Vec<u8>, bytes: &[u8]) {
+    buffer.clear();
+    buffer.extend_from_slice(bytes);
 }
 
 impl Source for KafkaSource {
@@ -426,6 +452,7 @@ impl Source for KafkaSource {
                         &mut self.at_end,
                         &mut self.rewound,
                         &mut self.batch,
+                        &mut self.spare,
                         &message,
                     )
                 }
@@ -456,6 +483,7 @@ impl Source for KafkaSource {
                     &mut self.at_end,
                     &mut self.rewound,
                     &mut self.batch,
+                    &mut self.spare,
                     &message,
                 ),
                 Ok(Err(KafkaError::PartitionEOF(p))) => {
@@ -474,6 +502,15 @@ impl Source for KafkaSource {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(max));
         self.caught_up_said = false;
         Ok(SourceEvent::Records(batch))
+    }
+
+    fn recycle(&mut self, records: Vec<SourceRecord>) {
+        let room = MAX_SPARE_RECORDS.saturating_sub(self.spare.len());
+        let small = |r: &SourceRecord| {
+            r.payload.capacity() + r.key.as_ref().map_or(0, Vec::capacity) <= MAX_SPARE_BUFFER_BYTES
+        };
+        self.spare
+            .extend(records.into_iter().filter(small).take(room));
     }
 
     async fn commit(&mut self, next_offsets: &[(i32, i64)]) -> anyhow::Result<()> {

@@ -58,6 +58,10 @@ pub trait Source: Send {
     /// the topic, as far as retention left it).
     fn first_offset(&mut self, partition: i32) -> impl Future<Output = anyhow::Result<i64>> + Send;
 
+    /// Takes back a batch's records once the engine is done with them, so the next batches
+    /// reuse their buffers instead of allocating two per record.
+    fn recycle(&mut self, _records: Vec<SourceRecord>) {}
+
     /// Whether the partition is assigned to this reader now (a rebalance may have taken it
     /// while its last batches were being written). A source without a group holds all.
     fn holds(&self, _partition: i32) -> bool {

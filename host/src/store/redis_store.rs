@@ -205,18 +205,6 @@ impl RedisStore {
             .expect("the engine announces a series before its first sample")
     }
 
-    /// The server's `run_id` (new on every start of a Redis server).
-    async fn run_id(&mut self) -> anyhow::Result<String> {
-        let info: String = redis::cmd("INFO")
-            .arg("server")
-            .query_async(&mut self.conn)
-            .await?;
-        info.lines()
-            .find_map(|line| line.strip_prefix("run_id:"))
-            .map(|id| id.trim().to_owned())
-            .context("Redis INFO server has no run_id")
-    }
-
     /// After an outage: are the checkpoints this store wrote still there? Every partition
     /// whose checkpoint is gone or older than the last one written is lost.
     async fn check_nothing_lost(&mut self) -> anyhow::Result<()> {
@@ -391,20 +379,18 @@ impl Store for RedisStore {
 
 impl RedisStore {
     async fn try_commit(&mut self, effects: &Effects) -> anyhow::Result<()> {
-        // One round trip per batch buys this: a Redis restarted without persistence looks
-        // like any other to the client (which reconnects on its own, even while idle).
-        let run_id = self.run_id().await?;
-        if self.server_run_id.as_ref() != Some(&run_id) {
-            if self.server_run_id.is_some() {
-                let checked = self.check_nothing_lost().await;
-                if checked.as_ref().is_err_and(is_transient) {
-                    return checked; // not checked yet: the next attempt checks again
-                }
-                self.server_run_id = Some(run_id);
-                checked?;
-            } else {
-                self.server_run_id = Some(run_id);
-            }
+        // Two round trips per batch: the checks (server identity and partition owners, in
+        // one pipeline), then the transaction.
+        let checks = self.watch_and_check(effects).await?;
+        let checked = self.check_server(checks.run_id).await;
+        let fenced = checks.fenced;
+        if checked.is_err() || !fenced.is_empty() {
+            let _: () = redis::cmd("UNWATCH").query_async(&mut self.conn).await?;
+            checked?;
+            // Nothing of the batch is written, not even its new series: create every
+            // series before the next batch that is (the engine announces each only once).
+            self.recreate_series = true;
+            return Err(StoreError::Fenced { partitions: fenced }.into());
         }
         if self.recreate_series {
             let all: Vec<SeriesDef> = self.series.iter().flatten().cloned().collect();
@@ -414,11 +400,6 @@ impl RedisStore {
             self.create_series(&effects.new_series).await?;
         }
         let pipe = Stage::Encode.time(|| self.transaction(effects))?;
-        let fenced = self.watch_owners(effects).await?;
-        if !fenced.is_empty() {
-            let _: () = redis::cmd("UNWATCH").query_async(&mut self.conn).await?;
-            return Err(StoreError::Fenced { partitions: fenced }.into());
-        }
         let mut conn = self.conn.clone();
         // TS.MADD reports a failed sample inside its reply, not as a command error. No
         // reply at all: the EXEC was aborted, a watched owner key changed.
@@ -432,30 +413,70 @@ impl RedisStore {
         }
     }
 
-    /// WATCHes the owner keys of the batch's partitions; returns those claimed by someone
-    /// else since this store claimed them.
-    async fn watch_owners(&mut self, effects: &Effects) -> anyhow::Result<Vec<i32>> {
+    /// A server with another `run_id` than the last one written to (restarted, failed
+    /// over, replaced) must still hold this store's checkpoints, or the data is lost. (One
+    /// question per batch buys this: a Redis restarted without persistence looks like any
+    /// other to the client, which reconnects on its own, even while idle.)
+    async fn check_server(&mut self, run_id: String) -> anyhow::Result<()> {
+        if self.server_run_id.as_ref() == Some(&run_id) {
+            return Ok(());
+        }
+        if self.server_run_id.is_some() {
+            let checked = self.check_nothing_lost().await;
+            if checked.as_ref().is_err_and(is_transient) {
+                return checked; // not checked yet: the next attempt checks again
+            }
+            self.server_run_id = Some(run_id);
+            checked
+        } else {
+            self.server_run_id = Some(run_id);
+            Ok(())
+        }
+    }
+
+    /// In one round trip: the server's `run_id`, and a WATCH of the owner keys of the
+    /// batch's partitions with their values; the partitions claimed by someone else since
+    /// this store claimed them are `fenced`.
+    async fn watch_and_check(&mut self, effects: &Effects) -> anyhow::Result<Checks> {
         let partitions: Vec<i32> = effects
             .checkpoints
             .iter()
             .map(|c| c.partition)
             .filter(|p| self.epochs.contains_key(p))
             .collect();
-        if partitions.is_empty() {
-            return Ok(Vec::new());
-        }
         let keys: Vec<String> = partitions.iter().map(|&p| self.owner_key(p)).collect();
         let mut pipe = redis::pipe();
-        pipe.cmd("WATCH").arg(&keys).ignore();
-        pipe.cmd("MGET").arg(&keys);
-        let (owners,): (Vec<Option<i64>>,) = pipe.query_async(&mut self.conn).await?;
-        Ok(partitions
+        pipe.cmd("INFO").arg("server");
+        if !keys.is_empty() {
+            pipe.cmd("WATCH").arg(&keys).ignore();
+            pipe.cmd("MGET").arg(&keys);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
+        let mut replies = replies.into_iter();
+        let info: String = redis::from_redis_value(replies.next().context("no INFO reply")?)?;
+        let run_id = info
+            .lines()
+            .find_map(|line| line.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_owned())
+            .context("Redis INFO server has no run_id")?;
+        let owners: Vec<Option<i64>> = match replies.next() {
+            Some(reply) => redis::from_redis_value(reply)?,
+            None => Vec::new(),
+        };
+        let fenced = partitions
             .into_iter()
             .zip(owners)
             .filter(|(p, owner)| *owner != Some(self.epochs[p]))
             .map(|(p, _)| p)
-            .collect())
+            .collect();
+        Ok(Checks { run_id, fenced })
     }
+}
+
+/// What is checked before a batch's transaction.
+struct Checks {
+    run_id: String,
+    fenced: Vec<i32>,
 }
 
 fn check_madd_replies(replies: &[redis::Value]) -> anyhow::Result<()> {

@@ -177,6 +177,10 @@ async fn main() {
         ))
     );
     println!("| host peak RSS (MiB, bench process) | {peak_rss_mib:.0} |");
+    println!(
+        "| checkpoint bytes written (whole checkpoints would be) | {} ({}) |",
+        stages.checkpoint_bytes_written, stages.checkpoint_bytes_whole
+    );
     println!();
     println!("| stage | side | seconds | share of the run | calls |");
     println!("|---|---|---:|---:|---:|");
@@ -204,6 +208,8 @@ async fn main() {
             "outputs_emitted": stats.outputs_emitted, "host_cpu_s": host_cpu,
             "redis_cpu_s": redis_cpu, "kafka_cpu_s": kafka_cpu, "peak_rss_mib": peak_rss_mib,
             "stages_s": stage_json, "through_stage": args.through_stage,
+            "checkpoint_bytes_written": stages.checkpoint_bytes_written,
+            "checkpoint_bytes_whole": stages.checkpoint_bytes_whole,
             "stage_seconds": stage_secs,
             "stage_readings_per_s": stage_secs.map(|s| backlog as f64 / s),
         })
