@@ -175,3 +175,24 @@ fn a_checkpoint_in_the_earlier_json_form_is_still_read() {
         checkpoint
     );
 }
+
+#[test]
+fn the_binary_form_is_less_than_half_the_json_form() {
+    let mut engine = engine();
+    let mut records = Vec::new();
+    for (k, site) in ["a", "b", "c", "d"].iter().enumerate() {
+        for step in 1..=40 {
+            let offset = (k * 40 + step) as i64;
+            records.push(reading(offset, site, JAN_1 + step as i64 * STEP_MS, 1.25));
+        }
+    }
+    let write = batch(&mut engine, &records);
+    let json = serde_json::to_vec(&engine.partition_checkpoint(PARTITION)).unwrap();
+    println!("binary {} bytes, JSON {} bytes", write.bytes(), json.len());
+    assert!(
+        write.bytes() * 2 < json.len(),
+        "binary {} bytes, JSON {} bytes",
+        write.bytes(),
+        json.len()
+    );
+}

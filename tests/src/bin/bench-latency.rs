@@ -124,6 +124,8 @@ struct Outcome {
     lost: usize,
     rebalances: usize,
     outages: usize,
+    /// Checkpoint bytes the host wrote, and what whole checkpoints would have been.
+    checkpoint_bytes: Option<(u64, u64)>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -242,6 +244,7 @@ async fn run(args: &Args, rate: f64) -> Outcome {
     // The first assignment is the host's start; every later one is a rebalance.
     let rebalances = host_log_count(&log, "partitions assigned").saturating_sub(1);
     let outages = host_log_count(&log, "unreachable");
+    let checkpoint_bytes = last_checkpoint_bytes(&log);
     let _ = std::fs::remove_file(&log);
     latencies_ms.sort_by(f64::total_cmp);
     Outcome {
@@ -251,7 +254,22 @@ async fn run(args: &Args, rate: f64) -> Outcome {
         lost,
         rebalances,
         outages,
+        checkpoint_bytes,
     }
+}
+
+/// The host's last progress line's `checkpoint_bytes=WRITTEN/WHOLE`.
+fn last_checkpoint_bytes(log: &std::path::Path) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let field = text
+        .lines()
+        .rev()
+        .find_map(|l| l.split("checkpoint_bytes=").nth(1))?;
+    let (written, whole) = field.split_whitespace().next()?.split_once('/')?;
+    let digits = |s: &str| -> Option<u64> {
+        s.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
+    };
+    Some((digits(written)?, digits(whole)?))
 }
 
 fn host_log_count(log: &std::path::Path, needle: &str) -> usize {
@@ -272,13 +290,13 @@ async fn main() {
         outcomes.push(run(&args, rate).await);
     }
     println!(
-        "| target readings/s | achieved | neighbour | stage | probes | p50 ms | p90 ms | p99 ms | max ms | lost | rebalances | outage lines |"
+        "| target readings/s | achieved | neighbour | stage | probes | p50 ms | p90 ms | p99 ms | max ms | lost | rebalances | outage lines | checkpoint bytes written / whole |"
     );
-    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for o in &outcomes {
         let l = &o.latencies_ms;
         println!(
-            "| {:.0} | {:.0} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            "| {:.0} | {:.0} | {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
             o.rate,
             o.achieved,
             match (args.neighbour, args.broker_stall) {
@@ -295,7 +313,9 @@ async fn main() {
             l.last().copied().unwrap_or(f64::NAN),
             o.lost,
             o.rebalances,
-            o.outages
+            o.outages,
+            o.checkpoint_bytes
+                .map_or("-".to_owned(), |(w, f)| format!("{w} / {f}"))
         );
     }
     for o in &outcomes {
@@ -311,6 +331,7 @@ async fn main() {
                 "p50_ms": percentile(l, 50.0), "p90_ms": percentile(l, 90.0),
                 "p99_ms": percentile(l, 99.0), "max_ms": l.last(),
                 "rebalances": o.rebalances, "outage_lines": o.outages,
+                "checkpoint_bytes": o.checkpoint_bytes,
             })
         );
     }
