@@ -119,6 +119,20 @@ static COUNT: [AtomicU64; STAGES] = [const { AtomicU64::new(0) }; STAGES];
 static CHECKPOINT_BYTES_WRITTEN: AtomicU64 = AtomicU64::new(0);
 static CHECKPOINT_BYTES_WHOLE: AtomicU64 = AtomicU64::new(0);
 
+/// When partitions were last assigned to a consumer in this process (the start of "from
+/// assignment to caught up").
+static LAST_ASSIGNMENT: std::sync::Mutex<Option<Instant>> = std::sync::Mutex::new(None);
+
+/// Notes that the group just assigned partitions to this process.
+pub fn partitions_assigned() {
+    *LAST_ASSIGNMENT.lock().expect("assignment instant") = Some(Instant::now());
+}
+
+/// When partitions were last assigned to this process, if ever.
+pub fn last_assignment() -> Option<Instant> {
+    *LAST_ASSIGNMENT.lock().expect("assignment instant")
+}
+
 /// Counts one checkpoint write: `written` bytes sent, `whole` bytes the whole checkpoint has.
 pub fn checkpoint_written(written: usize, whole: usize) {
     CHECKPOINT_BYTES_WRITTEN.fetch_add(written as u64, Ordering::Relaxed);

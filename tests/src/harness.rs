@@ -130,6 +130,21 @@ pub async fn run_host_configured<O: CommitObserver>(
     options: RunOptions,
     observer: &mut O,
 ) -> Stats {
+    run_host_timed(scope, topics, config, options, observer)
+        .await
+        .0
+}
+
+/// [`run_host_configured`], also returning the instant the host had caught up (everything
+/// durable), before its clients were closed: closing a Kafka consumer (leaving the group)
+/// takes a while that is not the host's drain.
+pub async fn run_host_timed<O: CommitObserver>(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    config: EngineConfig,
+    options: RunOptions,
+    observer: &mut O,
+) -> (Stats, std::time::Instant) {
     let mut engine = Engine::new(
         config,
         Arc::new(Pipeline::reference()),
@@ -168,10 +183,11 @@ pub async fn run_host_configured<O: CommitObserver>(
         &options,
         std::future::pending(),
     );
-    tokio::time::timeout(Duration::from_secs(600), run)
+    let stats = tokio::time::timeout(Duration::from_secs(600), run)
         .await
         .expect("the host caught up within 10 minutes")
-        .expect("the host ran without error")
+        .expect("the host ran without error");
+    (stats, std::time::Instant::now())
 }
 
 /// Sends payloads to one partition of a topic, in order, keyed by `key`.

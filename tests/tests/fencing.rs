@@ -125,3 +125,102 @@ async fn only_the_last_host_to_take_a_partition_over_can_write_it() {
         "the fenced host overwrote the owner's value"
     );
 }
+
+/// The batch after `first` from the same engine: one more TH1 reading of s1, whose series
+/// the engine announced in `first` and does not announce again.
+fn next_batch_of(engine: &mut Engine, value: f64) -> Effects {
+    engine.process(&SourceRecord {
+        partition: PARTITION,
+        offset: 1,
+        key: Some(b"s1".to_vec()),
+        payload: format!(
+            r#"{{"site":"s1","sensor":"TH1","ts":"2020-01-01T00:30:00Z","value":{value}}}"#
+        )
+        .into_bytes(),
+    });
+    engine.finish_batch()
+}
+
+fn engine_at_the_start(scope: &TestScope) -> Engine {
+    let config = EngineConfig {
+        key_prefix: scope.key_prefix(),
+        input_topic: TOPIC.into(),
+        ..EngineConfig::default()
+    };
+    let mut engine = Engine::new(
+        config,
+        Arc::new(Pipeline::reference()),
+        &reference_plugins(),
+    )
+    .expect("engine");
+    engine
+        .restore_partition(PARTITION, None, &HashMap::new())
+        .expect("a fresh partition");
+    engine
+}
+
+fn first_batch_of(engine: &mut Engine, value: f64) -> Effects {
+    engine.process(&SourceRecord {
+        partition: PARTITION,
+        offset: 0,
+        key: Some(b"s1".to_vec()),
+        payload: format!(r#"{{"site":"s1","sensor":"TH1","ts":"{FIRST_STEP}","value":{value}}}"#)
+            .into_bytes(),
+    });
+    engine.finish_batch()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_a_fenced_batch_are_created_before_a_later_batch_uses_them() {
+    let scope = TestScope::new("series_of_a_fenced_batch");
+    let raw_key = format!("{}s1:TH1:raw", scope.key_prefix());
+    let mut conn = scope.redis_conn().await;
+    let mut store = store(&scope).await;
+    let mut rival = store_of_another_host(&scope).await;
+
+    // A fenced batch: refused whole, its new series with it.
+    assert!(store.load_checkpoint(PARTITION).await.unwrap().is_none());
+    assert!(rival.load_checkpoint(PARTITION).await.unwrap().is_none());
+    let mut engine = engine_at_the_start(&scope);
+    let fenced = store.commit(&first_batch_of(&mut engine, 1.5)).await;
+    assert_eq!(fenced_partitions(fenced), vec![PARTITION]);
+
+    // The partition comes back; the engine's next batch refers to the series it announced.
+    store.load_checkpoint(PARTITION).await.unwrap();
+    store
+        .commit(&next_batch_of(&mut engine, 2.5))
+        .await
+        .expect("the batch after a fenced one is written");
+    assert_eq!(
+        redis_read::duplicate_policy(&mut conn, &raw_key).await,
+        "last",
+        "the series was created by the store, not auto-created by TS.MADD"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_of_a_discarded_batch_are_created_before_a_later_batch_uses_them() {
+    let scope = TestScope::new("series_of_a_discarded_batch");
+    let raw_key = format!("{}s1:TH1:raw", scope.key_prefix());
+    let mut conn = scope.redis_conn().await;
+    let mut store = store(&scope).await;
+    assert!(store.load_checkpoint(PARTITION).await.unwrap().is_none());
+
+    // The durable side discards a batch (built on lost state) and hands its series over.
+    let mut engine = engine_at_the_start(&scope);
+    let discarded = first_batch_of(&mut engine, 4.5);
+    store.keep_series(&discarded.new_series);
+    store
+        .commit(&next_batch_of(&mut engine, 5.5))
+        .await
+        .expect("a batch using series of a discarded batch is written");
+    assert_eq!(
+        redis_read::duplicate_policy(&mut conn, &raw_key).await,
+        "last"
+    );
+}
+
+/// A second store on the same Redis and prefix: another host of the group.
+async fn store_of_another_host(scope: &TestScope) -> RedisStore {
+    store(scope).await
+}

@@ -49,6 +49,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 const DURABLE_SIDE_STALLED: &str = "the durable side took no batch";
 /// The host's warning when the store refused a batch for partitions another host took.
 const FENCED: &str = "were taken over by another host";
+/// Logged once per partition a host takes over, when it has read its checkpoint.
+const RESTORED: &str = "partition restored";
 
 fn fleet(scope: &TestScope) -> SimConfig {
     SimConfig {
@@ -242,6 +244,11 @@ async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it
         .copied()
         .filter(|p| with_records.contains(p))
         .collect();
+    // The zombie has read the checkpoints of its partitions with records (pausing Redis
+    // before that would stall the reading, not the batches) and written batches of them.
+    zombie
+        .wait_for_log(RESTORED, its.len(), REBALANCE_DEADLINE)
+        .await;
     progress
         .wait_until_each_moved(&mut zombie, Some(&mut load), &its, REBALANCE_DEADLINE)
         .await;

@@ -266,7 +266,8 @@ async fn store_stage<T: Store, O: CommitObserver>(
     let mut discarding = false;
     while let Some(job) = jobs.recv().await {
         match job {
-            Job::Batch(_) if discarding => {} // built on the state the store lost
+            // Built on the state the store lost, or on a partition taken over.
+            Job::Batch(effects) if discarding => store.keep_series(&effects.new_series),
             Job::Batch(effects) => {
                 let written = {
                     let _storing = Stage::Store.start();

@@ -254,7 +254,12 @@ async fn fold_batch<S: Source>(
                 partition,
                 next_offset = cp.next_offset,
                 sites = cp.sites.len(),
-                "resuming partition from its checkpoint"
+                "partition restored from its checkpoint"
+            );
+        } else {
+            tracing::info!(
+                partition,
+                "partition restored: no checkpoint yet, a fresh start"
             );
         }
         engine.restore_partition(partition, checkpoint, &archived)?;

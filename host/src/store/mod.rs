@@ -7,7 +7,7 @@ pub use redis_store::{RedisStore, RedisStoreConfig};
 
 use std::future::Future;
 
-use crate::engine::{Effects, PartitionCheckpoint};
+use crate::engine::{Effects, PartitionCheckpoint, SeriesDef};
 
 /// What a store reports that the runner must act on (other failures are plain errors).
 #[derive(Debug, thiserror::Error)]
@@ -58,4 +58,9 @@ pub trait Store: Send {
 
     /// Creates the batch's new series, then writes its samples and checkpoints atomically.
     fn commit(&mut self, effects: &Effects) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// A batch is discarded unwritten (built on state the store lost, or on a partition
+    /// taken over): the engine announces a series only once, so the store must still learn
+    /// the series it announced, and create them before a later batch writes to them.
+    fn keep_series(&mut self, defs: &[SeriesDef]);
 }

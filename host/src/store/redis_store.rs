@@ -80,6 +80,9 @@ pub struct RedisStore {
     server_run_id: Option<String>,
     /// Redis lost data: create every known series again before the next write.
     recreate_series: bool,
+    /// Series of batches that were not written (discarded or fenced): created before the
+    /// next batch that is.
+    to_create: Vec<SeriesDef>,
     /// The owner epoch this store claimed for each partition it took over.
     epochs: HashMap<i32, i64>,
 }
@@ -103,6 +106,7 @@ impl RedisStore {
             written: HashMap::new(),
             server_run_id: None,
             recreate_series: false,
+            to_create: Vec::new(),
             epochs: HashMap::new(),
         };
         store.check_timeseries().await?;
@@ -354,6 +358,11 @@ impl Store for RedisStore {
         .await
     }
 
+    fn keep_series(&mut self, defs: &[SeriesDef]) {
+        self.remember(defs);
+        self.to_create.extend_from_slice(defs);
+    }
+
     async fn commit(&mut self, effects: &Effects) -> anyhow::Result<()> {
         self.remember(&effects.new_series);
         let mut delay = Duration::from_millis(100);
@@ -387,16 +396,22 @@ impl RedisStore {
         if checked.is_err() || !fenced.is_empty() {
             let _: () = redis::cmd("UNWATCH").query_async(&mut self.conn).await?;
             checked?;
-            // Nothing of the batch is written, not even its new series: create every
-            // series before the next batch that is (the engine announces each only once).
-            self.recreate_series = true;
+            // Nothing of the batch is written, not even its new series: create them before
+            // the next batch that is (the engine announces each only once).
+            self.to_create.extend_from_slice(&effects.new_series);
             return Err(StoreError::Fenced { partitions: fenced }.into());
         }
         if self.recreate_series {
             let all: Vec<SeriesDef> = self.series.iter().flatten().cloned().collect();
             self.create_series(&all).await?;
             self.recreate_series = false;
+            self.to_create.clear();
         } else {
+            if !self.to_create.is_empty() {
+                let kept = self.to_create.clone();
+                self.create_series(&kept).await?;
+                self.to_create.clear();
+            }
             self.create_series(&effects.new_series).await?;
         }
         let pipe = Stage::Encode.time(|| self.transaction(effects))?;

@@ -266,9 +266,8 @@ fn last_checkpoint_bytes(log: &std::path::Path) -> Option<(u64, u64)> {
         .rev()
         .find_map(|l| l.split("checkpoint_bytes=").nth(1))?;
     let (written, whole) = field.split_whitespace().next()?.split_once('/')?;
-    let digits = |s: &str| -> Option<u64> {
-        s.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok()
-    };
+    let digits =
+        |s: &str| -> Option<u64> { s.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok() };
     Some((digits(written)?, digits(whole)?))
 }
 
