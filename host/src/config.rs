@@ -113,6 +113,12 @@ pub struct Cli {
     /// Default for tenants that do not set their own.
     #[arg(long, default_value_t = defaults::FUEL_PER_CALL)]
     pub fuel_per_call: u64,
+    /// Wall-clock time one plugin call may take, in ms (epoch interruption, 10 ms
+    /// resolution); 0 (the default) sets no such bound. Not deterministic, unlike fuel: a
+    /// call near the bound may fail on one run and pass on a replay. Default for tenants
+    /// that do not set their own.
+    #[arg(long, default_value_t = 0)]
+    pub wall_clock_per_call_ms: u64,
     /// Memory one plugin instance may grow to, in MiB. Default for tenants that do not set
     /// their own.
     #[arg(long, default_value_t = defaults::MAX_MEMORY_MIB)]
@@ -186,6 +192,7 @@ struct FileConfig {
     pipeline: Option<PathBuf>,
     tenants: Option<PathBuf>,
     fuel_per_call: Option<u64>,
+    wall_clock_per_call_ms: Option<u64>,
     max_memory_mib: Option<usize>,
     max_state_bytes: Option<usize>,
     default_site: Option<String>,
@@ -243,6 +250,12 @@ impl HostConfig {
             "fuel_per_call",
             cli.fuel_per_call,
             file.fuel_per_call,
+        );
+        let wall_clock_per_call_ms = pick(
+            matches,
+            "wall_clock_per_call_ms",
+            cli.wall_clock_per_call_ms,
+            file.wall_clock_per_call_ms,
         );
         Ok(HostConfig {
             kafka: pick(matches, "kafka", cli.kafka, file.kafka),
@@ -304,7 +317,8 @@ impl HostConfig {
                     cli.max_state_bytes,
                     file.max_state_bytes,
                 ),
-                wall_clock_per_call: None,
+                wall_clock_per_call: (wall_clock_per_call_ms > 0)
+                    .then(|| std::time::Duration::from_millis(wall_clock_per_call_ms)),
             },
             watch: !cli.no_watch,
             default_site: pick(matches, "default_site", cli.default_site, file.default_site),

@@ -129,6 +129,8 @@ struct TenantEntry {
     plugins: PathBuf,
     pipeline: Option<PathBuf>,
     fuel_per_call: Option<u64>,
+    /// Milliseconds; 0 turns the host's default off for this tenant.
+    wall_clock_per_call_ms: Option<u64>,
     max_memory_mib: Option<usize>,
     max_state_bytes: Option<usize>,
 }
@@ -173,7 +175,11 @@ fn parse_tenants(
                     .max_memory_mib
                     .map_or(defaults.max_memory_bytes, |mib| mib << 20),
                 max_state_bytes: entry.max_state_bytes.unwrap_or(defaults.max_state_bytes),
-                wall_clock_per_call: defaults.wall_clock_per_call,
+                wall_clock_per_call: match entry.wall_clock_per_call_ms {
+                    Some(0) => None,
+                    Some(ms) => Some(std::time::Duration::from_millis(ms)),
+                    None => defaults.wall_clock_per_call,
+                },
             },
             name: entry.name,
         });
@@ -205,6 +211,7 @@ mod tests {
             plugins = "acme/plugins"
             pipeline = "acme/pipeline.toml"
             fuel_per_call = 1000
+            wall_clock_per_call_ms = 250
             max_memory_mib = 8
             [[tenant]]
             name = "rest"
@@ -218,6 +225,10 @@ mod tests {
             Some(PathBuf::from("/etc/iot/acme/pipeline.toml"))
         );
         assert_eq!(specs[0].limits.fuel_per_call, Some(1000));
+        assert_eq!(
+            specs[0].limits.wall_clock_per_call,
+            Some(std::time::Duration::from_millis(250))
+        );
         assert_eq!(specs[0].limits.max_memory_bytes, 8 << 20);
         assert_eq!(specs[1].plugin_dir, PathBuf::from("/abs/plugins"));
         assert_eq!(specs[1].pipeline_file, None);
