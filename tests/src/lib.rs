@@ -16,6 +16,7 @@ pub mod fixture;
 pub mod harness;
 pub mod live_host;
 pub mod load;
+pub mod measure;
 pub mod oracle;
 pub mod progress;
 pub mod redis_read;

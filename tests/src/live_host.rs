@@ -194,6 +194,11 @@ impl LiveHost {
         self.child.wait().expect("waiting for the host")
     }
 
+    /// The host process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn has_exited(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_some()
     }

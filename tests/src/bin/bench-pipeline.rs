@@ -20,6 +20,7 @@ use iot_host::runner::{RunOptions, DEFAULT_MAX_IN_FLIGHT};
 use iot_simulator::{publish, Format, PublishConfig, SimConfig};
 use system_tests::fixture::{LocalService, TestScope};
 use system_tests::harness::{engine_config, run_host_timed, SystemTopics};
+use system_tests::measure::{process_cpu_seconds, redis_cpu_seconds};
 use system_tests::repartition::StageProcess;
 
 const MADD_BATCH: usize = 1000;
@@ -268,37 +269,6 @@ async fn first_batch_read(before: Breakdown) -> Instant {
 /// CPU seconds (user + system) this process used so far.
 fn own_cpu_seconds() -> f64 {
     process_cpu_seconds(std::process::id())
-}
-
-/// CPU seconds (user + system) of a process, from /proc (clock ticks of 1/100 s).
-fn process_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Redis's own CPU seconds (`INFO cpu`: used_cpu_user + used_cpu_sys).
-async fn redis_cpu_seconds(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .expect("INFO cpu");
-    info.lines()
-        .filter_map(|l| {
-            l.strip_prefix("used_cpu_user:")
-                .or_else(|| l.strip_prefix("used_cpu_sys:"))
-        })
-        .filter_map(|v| v.trim().parse::<f64>().ok())
-        .sum()
 }
 
 /// Starts the peak-RSS counter afresh (Linux: `5` to /proc/self/clear_refs).
