@@ -384,6 +384,48 @@ pub enum Command {
     /// transactions). Run it when a producer does not key records by site; scale it out by
     /// starting more instances with the same --group.
     Repartition(Box<RepartitionArgs>),
+    /// Tools for plugin authors.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+/// `iot-host plugin …`
+#[derive(Debug, clap::Subcommand)]
+pub enum PluginCommand {
+    /// Runs a plugin over readings from a CSV file (`timestamp,value[,input]` a line) the way
+    /// the host does, one day window at a time; prints each window's value, checks it with
+    /// --expect, and checks that folding in one batch or several gives the same bytes.
+    /// Exits non-zero if a check fails.
+    Test(PluginTestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginTestArgs {
+    /// The plugin's `.wasm` file.
+    pub file: PathBuf,
+    /// The readings: `timestamp,value[,input]` a line (RFC 3339, `YYYY-MM-DD HH:MM:SS` UTC,
+    /// or UTC milliseconds).
+    #[arg(long)]
+    pub samples: PathBuf,
+    /// A parameter for `init`, as `key=value` (repeatable).
+    #[arg(long = "param", value_parser = parse_param)]
+    pub params: Vec<(String, String)>,
+    /// How many inputs the output declares (default: the plugin's minimum).
+    #[arg(long)]
+    pub inputs: Option<u32>,
+    /// The expected value: `12.5` for every window, `2020-01-01=12.5` for one day's window,
+    /// `none` for no value (repeatable).
+    #[arg(long, value_parser = crate::plugin_test::parse_expectation)]
+    pub expect: Vec<crate::plugin_test::Expectation>,
+    /// Fuel one call may burn (0: no bound).
+    #[arg(long, default_value_t = defaults::FUEL_PER_CALL)]
+    pub fuel_per_call: u64,
+    /// Memory one instance may grow to, in MiB.
+    #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20)]
+    pub max_memory_mib: usize,
+    /// Bytes one window's accumulator may have.
+    #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_STATE_BYTES)]
+    pub max_state_bytes: usize,
 }
 
 #[derive(Debug, clap::Args)]

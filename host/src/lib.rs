@@ -21,6 +21,7 @@ pub mod live;
 pub mod outage;
 pub mod pipeline;
 pub mod plugin;
+pub mod plugin_test;
 pub mod profile;
 pub mod publish;
 pub mod reload;

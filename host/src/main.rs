@@ -1,6 +1,6 @@
 //! `iot-host`: wires the real Kafka and Redis to the engine. Everything else is in the lib.
 
-use iot_host::config::{Cli, Command, HostConfig};
+use iot_host::config::{Cli, Command, HostConfig, PluginCommand};
 use iot_host::engine::{Engine, EngineConfig, LatenessPolicy, TenantSetup};
 use iot_host::live::LiveHub;
 use iot_host::publish::{KafkaPublisher, TopicNames};
@@ -35,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(if all_ok { 0 } else { 1 });
         }
         Some(Command::Repartition(args)) => return repartition((*args).into_config()?).await,
+        Some(Command::Plugin(PluginCommand::Test(args))) => {
+            let all_ok = iot_host::plugin_test::run(&args)?;
+            std::process::exit(if all_ok { 0 } else { 1 });
+        }
         None => {}
     }
     let config = HostConfig::from_cli(cli, &matches)?;
