@@ -417,6 +417,13 @@ pub struct PluginTestArgs {
     /// `none` for no value (repeatable).
     #[arg(long, value_parser = crate::plugin_test::parse_expectation)]
     pub expect: Vec<crate::plugin_test::Expectation>,
+    #[command(flatten)]
+    pub limits: PluginLimitArgs,
+}
+
+/// The limits a plugin tool runs a plugin under (the host's defaults unless given).
+#[derive(Debug, clap::Args)]
+pub struct PluginLimitArgs {
     /// Fuel one call may burn (0: no bound).
     #[arg(long, default_value_t = defaults::FUEL_PER_CALL)]
     pub fuel_per_call: u64,
@@ -426,6 +433,17 @@ pub struct PluginTestArgs {
     /// Bytes one window's accumulator may have.
     #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_STATE_BYTES)]
     pub max_state_bytes: usize,
+}
+
+impl PluginLimitArgs {
+    pub fn limits(&self) -> PluginLimits {
+        PluginLimits {
+            fuel_per_call: (self.fuel_per_call > 0).then_some(self.fuel_per_call),
+            max_memory_bytes: self.max_memory_mib << 20,
+            max_state_bytes: self.max_state_bytes,
+            wall_clock_per_call: None,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -509,15 +527,8 @@ pub struct ValidateArgs {
     /// Plugin `.wasm` files.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Fuel one call may burn (0: no bound).
-    #[arg(long, default_value_t = defaults::FUEL_PER_CALL)]
-    pub fuel_per_call: u64,
-    /// Memory one instance may grow to, in MiB.
-    #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_MEMORY_BYTES >> 20)]
-    pub max_memory_mib: usize,
-    /// Bytes one window's accumulator may have.
-    #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_STATE_BYTES)]
-    pub max_state_bytes: usize,
+    #[command(flatten)]
+    pub limits: PluginLimitArgs,
     /// A parameter for the probe's `init`, as `key=value` (repeatable).
     #[arg(long = "param", value_parser = parse_param)]
     pub params: Vec<(String, String)>,

@@ -19,7 +19,7 @@ use iot_protocol::record::parse_timestamp;
 use iot_protocol::time::{format_ts, interval_end_window_end, DAY_MS};
 
 use crate::config::PluginTestArgs;
-use crate::plugin::{PluginHost, PluginInstance, PluginLimits, Sample, Window};
+use crate::plugin::{PluginHost, PluginInstance, Sample, Window};
 
 /// What a window's value is expected to be: `--expect VALUE` (every window) or
 /// `--expect YYYY-MM-DD=VALUE` (the window of that day, named by its start).
@@ -35,13 +35,7 @@ const TOLERANCE: f64 = 1e-9;
 
 /// Runs the test; prints one line per window and returns whether every check passed.
 pub fn run(args: &PluginTestArgs) -> anyhow::Result<bool> {
-    let limits = PluginLimits {
-        fuel_per_call: (args.fuel_per_call > 0).then_some(args.fuel_per_call),
-        max_memory_bytes: args.max_memory_mib << 20,
-        max_state_bytes: args.max_state_bytes,
-        wall_clock_per_call: None,
-    };
-    let plugin = PluginHost::new(limits)?.load_file(&args.file)?;
+    let plugin = PluginHost::new(args.limits.limits())?.load_file(&args.file)?;
     let info = plugin.info().clone();
     let samples = read_samples(&args.samples)?;
     let inputs = args.inputs.unwrap_or(info.min_inputs);

@@ -7,20 +7,14 @@ use std::time::Instant;
 use iot_protocol::time::{DAY_MS, STEP_MS};
 
 use crate::config::ValidateArgs;
-use crate::plugin::{PluginError, PluginHost, PluginLimits, Sample, Window};
+use crate::plugin::{PluginError, PluginHost, Sample, Window};
 
 /// A fixed day for the probe window: 2024-01-01T00:00Z → 2024-01-02T00:00Z.
 const PROBE_DAY_END: i64 = 1_704_153_600_000;
 
 /// Validates every file; prints a report per file and returns whether all passed.
 pub fn validate(args: &ValidateArgs) -> anyhow::Result<bool> {
-    let limits = PluginLimits {
-        fuel_per_call: (args.fuel_per_call > 0).then_some(args.fuel_per_call),
-        max_memory_bytes: args.max_memory_mib << 20,
-        max_state_bytes: args.max_state_bytes,
-        wall_clock_per_call: None,
-    };
-    let host = PluginHost::new(limits)?;
+    let host = PluginHost::new(args.limits.limits())?;
     let mut all_ok = true;
     for file in &args.files {
         match validate_one(&host, file, args) {
@@ -77,7 +71,7 @@ fn validate_one(
         value.map_or("no value".to_owned(), |v| v.to_string()),
         called_in.as_secs_f64() * 1e3,
         state.len(),
-        args.max_state_bytes,
+        args.limits.max_state_bytes,
     ))
 }
 

@@ -6,13 +6,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use common::plugin_dir;
+use common::{hvac1_reading, hvac1_sum_engine};
 use iot_host::engine::checkpoint_format::{self, CheckpointWrite, StoredFields};
 use iot_host::engine::{Engine, EngineConfig, SourceRecord};
-use iot_host::pipeline::Pipeline;
-use iot_host::plugin::{PluginHost, PluginLimits};
 
 const MINUTE_MS: i64 = 60_000;
 const STEP_MS: i64 = 15 * MINUTE_MS;
@@ -22,35 +19,13 @@ const PARTITION: i32 = 0;
 const NORTH: &str = "north";
 const SOUTH: &str = "south";
 
-/// A JSON reading of `site`'s HVAC1 at `ts_ms`, at `offset` of the partition.
 fn reading(offset: i64, site: &str, ts_ms: i64, value: f64) -> SourceRecord {
-    let ts = chrono::DateTime::from_timestamp_millis(ts_ms)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%SZ");
-    SourceRecord {
-        partition: PARTITION,
-        offset,
-        key: Some(site.as_bytes().to_vec()),
-        payload: format!(r#"{{"site":"{site}","sensor":"HVAC1","ts":"{ts}","value":{value}}}"#)
-            .into_bytes(),
-    }
+    hvac1_reading(PARTITION, offset, site, ts_ms, value)
 }
 
+/// The engine with the partition placed, empty.
 fn engine() -> Engine {
-    let pipeline = Arc::new(
-        Pipeline::parse(
-            "[[output]]\nname = \"HVAC1\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"HVAC1\"]\n",
-        )
-        .unwrap(),
-    );
-    let host = PluginHost::new(PluginLimits::default()).unwrap();
-    let sum = host.load_file(&plugin_dir().join("sum.wasm")).unwrap();
-    let mut engine = Engine::new(
-        EngineConfig::default(),
-        pipeline,
-        &HashMap::from([("sum".to_owned(), sum)]),
-    )
-    .unwrap();
+    let mut engine = hvac1_sum_engine(EngineConfig::default());
     engine
         .restore_partition(PARTITION, None, &HashMap::new())
         .unwrap();

@@ -6,12 +6,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use common::plugin_dir;
+use common::{hvac1_reading, hvac1_sum_engine};
 use iot_host::engine::{Engine, EngineConfig, OutTopic, SourceRecord, SPLIT_SITE};
-use iot_host::pipeline::Pipeline;
-use iot_host::plugin::{PluginHost, PluginLimits};
 
 const HOUR_MS: i64 = 3_600_000;
 /// 2020-01-01T00:00:00Z.
@@ -21,33 +18,11 @@ const HOME_PARTITION: i32 = 0;
 const OTHER_PARTITION: i32 = 3;
 
 fn reading(partition: i32, offset: i64, ts_ms: i64, value: f64) -> SourceRecord {
-    let ts = chrono::DateTime::from_timestamp_millis(ts_ms)
-        .unwrap()
-        .format("%Y-%m-%dT%H:%M:%SZ");
-    SourceRecord {
-        partition,
-        offset,
-        key: Some(SITE.as_bytes().to_vec()),
-        payload: format!(r#"{{"site":"{SITE}","sensor":"HVAC1","ts":"{ts}","value":{value}}}"#)
-            .into_bytes(),
-    }
+    hvac1_reading(partition, offset, SITE, ts_ms, value)
 }
 
 fn engine() -> Engine {
-    let pipeline = Arc::new(
-        Pipeline::parse(
-            "[[output]]\nname = \"HVAC1\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"HVAC1\"]\n",
-        )
-        .unwrap(),
-    );
-    let host = PluginHost::new(PluginLimits::default()).unwrap();
-    let sum = host.load_file(&plugin_dir().join("sum.wasm")).unwrap();
-    let mut engine = Engine::new(
-        EngineConfig::default(),
-        pipeline,
-        &HashMap::from([("sum".to_owned(), sum)]),
-    )
-    .unwrap();
+    let mut engine = hvac1_sum_engine(EngineConfig::default());
     for p in [HOME_PARTITION, OTHER_PARTITION] {
         engine.restore_partition(p, None, &HashMap::new()).unwrap();
     }

@@ -5,12 +5,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use common::plugin_dir;
+use common::hvac1_sum_engine;
 use iot_host::engine::{Effects, Engine, EngineConfig, OutTopic, SourceRecord};
-use iot_host::pipeline::Pipeline;
-use iot_host::plugin::{PluginHost, PluginLimits};
 use iot_protocol::time::StampConvention;
 
 const MINUTE_MS: i64 = 60_000;
@@ -34,20 +31,11 @@ fn line(offset: i64, ts_ms: i64, value: f64) -> SourceRecord {
 }
 
 fn engine(stamps: StampConvention) -> Engine {
-    let pipeline = Arc::new(
-        Pipeline::parse(
-            "[[output]]\nname = \"HVAC1\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"HVAC1\"]\n",
-        )
-        .unwrap(),
-    );
-    let host = PluginHost::new(PluginLimits::default()).unwrap();
-    let sum = host.load_file(&plugin_dir().join("sum.wasm")).unwrap();
-    let config = EngineConfig {
+    hvac1_sum_engine(EngineConfig {
         default_site: "s1".into(),
         stamps,
         ..EngineConfig::default()
-    };
-    Engine::new(config, pipeline, &HashMap::from([("sum".to_owned(), sum)])).unwrap()
+    })
 }
 
 /// (timestamp, value) of every AggDay the batch emitted (its `aggregates` records).

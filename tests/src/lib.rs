@@ -21,5 +21,6 @@ pub mod oracle;
 pub mod progress;
 pub mod redis_read;
 pub mod repartition;
+pub mod store_batches;
 pub mod topic;
 pub mod webdriver;

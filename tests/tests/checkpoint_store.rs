@@ -4,61 +4,20 @@
 //! by the next batch.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use iot_host::engine::checkpoint_format::{site_field, StoredFields, HEAD_FIELD};
-use iot_host::engine::{Engine, EngineConfig, SourceRecord};
-use iot_host::pipeline::Pipeline;
-use iot_host::store::{RedisStore, RedisStoreConfig, Store};
+use iot_host::store::Store;
 use system_tests::fixture::TestScope;
-use system_tests::harness::reference_plugins;
+use system_tests::store_batches::{
+    engine_at_the_start as engine, redis_store as store, th1_reading, PARTITION, TOPIC,
+};
 
-const PARTITION: i32 = 0;
-const TOPIC: &str = "readings";
 /// 2020-01-01T00:15:00Z and the steps after it: readings of one day.
 const STEPS: [&str; 3] = [
     "2020-01-01T00:15:00Z",
     "2020-01-01T00:30:00Z",
     "2020-01-01T00:45:00Z",
 ];
-
-fn engine(scope: &TestScope) -> Engine {
-    let config = EngineConfig {
-        key_prefix: scope.key_prefix(),
-        input_topic: TOPIC.into(),
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(
-        config,
-        Arc::new(Pipeline::reference()),
-        &reference_plugins(),
-    )
-    .expect("engine");
-    engine
-        .restore_partition(PARTITION, None, &HashMap::new())
-        .expect("a fresh partition");
-    engine
-}
-
-fn th1(offset: i64, site: &str, ts: &str, value: f64) -> SourceRecord {
-    SourceRecord {
-        partition: PARTITION,
-        offset,
-        key: Some(site.as_bytes().to_vec()),
-        payload: format!(r#"{{"site":"{site}","sensor":"TH1","ts":"{ts}","value":{value}}}"#)
-            .into_bytes(),
-    }
-}
-
-async fn store(scope: &TestScope) -> RedisStore {
-    RedisStore::connect(RedisStoreConfig {
-        url: scope.services.redis_url.clone(),
-        key_prefix: scope.key_prefix(),
-        topic: TOPIC.into(),
-    })
-    .await
-    .expect("Redis store")
-}
 
 async fn stored_fields(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> StoredFields {
     let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
@@ -79,7 +38,7 @@ async fn each_batch_rewrites_only_its_sites_and_the_hash_reads_back_as_the_whole
     let mut engine = engine(&scope);
 
     for (offset, site) in [(0, "north"), (1, "south")] {
-        engine.process(&th1(offset, site, STEPS[0], 20.0));
+        engine.process(&th1_reading(offset, site, STEPS[0], 20.0));
     }
     store
         .commit(&engine.finish_batch())
@@ -93,7 +52,7 @@ async fn each_batch_rewrites_only_its_sites_and_the_hash_reads_back_as_the_whole
         .unwrap();
 
     // Only south reads: the batch's write carries south alone, north's field stays.
-    engine.process(&th1(2, "south", STEPS[1], 21.0));
+    engine.process(&th1_reading(2, "south", STEPS[1], 21.0));
     let effects = engine.finish_batch();
     let write = &effects.checkpoints[0];
     assert_eq!(
@@ -133,8 +92,8 @@ async fn a_json_checkpoint_of_an_earlier_host_is_read_and_replaced_by_the_next_b
 
     // An earlier host's checkpoint after two readings: the same types, as a JSON string.
     let mut earlier = engine(&scope);
-    earlier.process(&th1(0, "north", STEPS[0], 20.0));
-    earlier.process(&th1(1, "north", STEPS[1], 22.0));
+    earlier.process(&th1_reading(0, "north", STEPS[0], 20.0));
+    earlier.process(&th1_reading(1, "north", STEPS[1], 22.0));
     earlier.finish_batch();
     let json = serde_json::to_string(&earlier.partition_checkpoint(PARTITION)).unwrap();
     let _: () = redis::cmd("SET")
@@ -153,20 +112,12 @@ async fn a_json_checkpoint_of_an_earlier_host_is_read_and_replaced_by_the_next_b
     assert_eq!(loaded, earlier.partition_checkpoint(PARTITION));
 
     // A host resumes from it; its first batch replaces the string with the hash.
-    let mut resumed = Engine::new(
-        EngineConfig {
-            key_prefix: scope.key_prefix(),
-            input_topic: TOPIC.into(),
-            ..EngineConfig::default()
-        },
-        Arc::new(Pipeline::reference()),
-        &reference_plugins(),
-    )
-    .unwrap();
+    let mut resumed = engine(&scope);
+    resumed.forget_partitions(&[PARTITION]);
     resumed
         .restore_partition(PARTITION, Some(loaded), &HashMap::new())
         .unwrap();
-    resumed.process(&th1(2, "north", STEPS[2], 24.0));
+    resumed.process(&th1_reading(2, "north", STEPS[2], 24.0));
     store
         .commit(&resumed.finish_batch())
         .await

@@ -2,55 +2,34 @@
 //! the only one whose batches land. A host that lost the partition (frozen past its
 //! session timeout while the group gave it away) writes nothing of its late batch.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use iot_host::engine::{Effects, Engine, EngineConfig, SourceRecord};
-use iot_host::pipeline::Pipeline;
-use iot_host::store::{RedisStore, RedisStoreConfig, Store, StoreError};
+use iot_host::engine::{Effects, Engine};
+use iot_host::store::{RedisStore, Store, StoreError};
 use system_tests::fixture::TestScope;
-use system_tests::harness::reference_plugins;
 use system_tests::redis_read;
+use system_tests::store_batches::{
+    engine_at_the_start, redis_store as store, th1_reading, PARTITION, TOPIC,
+};
 
-const PARTITION: i32 = 0;
-const TOPIC: &str = "readings";
-/// 2020-01-01T00:15:00Z, the first 15-minute reading of a day.
+/// 2020-01-01T00:15:00Z and 00:30, the first two 15-minute readings of a day.
 const FIRST_STEP: &str = "2020-01-01T00:15:00Z";
+const SECOND_STEP: &str = "2020-01-01T00:30:00Z";
 
 /// The batch a host makes of one TH1 reading of `value` at offset 0 of the partition.
 fn batch_of_one_reading(scope: &TestScope, value: f64) -> Effects {
-    let config = EngineConfig {
-        key_prefix: scope.key_prefix(),
-        input_topic: TOPIC.into(),
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(
-        config,
-        Arc::new(Pipeline::reference()),
-        &reference_plugins(),
-    )
-    .expect("engine");
-    engine
-        .restore_partition(PARTITION, None, &HashMap::new())
-        .expect("a fresh partition");
-    engine.process(&SourceRecord {
-        partition: PARTITION,
-        offset: 0,
-        key: Some(b"s1".to_vec()),
-        payload: format!(r#"{{"site":"s1","sensor":"TH1","ts":"{FIRST_STEP}","value":{value}}}"#)
-            .into_bytes(),
-    });
+    first_batch_of(&mut engine_at_the_start(scope), value)
+}
+
+/// An engine's first batch: one TH1 reading of s1 at offset 0.
+fn first_batch_of(engine: &mut Engine, value: f64) -> Effects {
+    engine.process(&th1_reading(0, "s1", FIRST_STEP, value));
     engine.finish_batch()
 }
 
-async fn store(scope: &TestScope) -> RedisStore {
-    RedisStore::connect(RedisStoreConfig {
-        url: scope.services.redis_url.clone(),
-        key_prefix: scope.key_prefix(),
-        topic: TOPIC.into(),
-    })
-    .await
-    .expect("Redis store")
+/// The batch after `first_batch_of` from the same engine: one more reading of s1, whose
+/// series the engine announced in the first batch and does not announce again.
+fn next_batch_of(engine: &mut Engine, value: f64) -> Effects {
+    engine.process(&th1_reading(1, "s1", SECOND_STEP, value));
+    engine.finish_batch()
 }
 
 fn fenced_partitions(result: anyhow::Result<()>) -> Vec<i32> {
@@ -124,50 +103,6 @@ async fn only_the_last_host_to_take_a_partition_over_can_write_it() {
         vec![2.5],
         "the fenced host overwrote the owner's value"
     );
-}
-
-/// The batch after `first` from the same engine: one more TH1 reading of s1, whose series
-/// the engine announced in `first` and does not announce again.
-fn next_batch_of(engine: &mut Engine, value: f64) -> Effects {
-    engine.process(&SourceRecord {
-        partition: PARTITION,
-        offset: 1,
-        key: Some(b"s1".to_vec()),
-        payload: format!(
-            r#"{{"site":"s1","sensor":"TH1","ts":"2020-01-01T00:30:00Z","value":{value}}}"#
-        )
-        .into_bytes(),
-    });
-    engine.finish_batch()
-}
-
-fn engine_at_the_start(scope: &TestScope) -> Engine {
-    let config = EngineConfig {
-        key_prefix: scope.key_prefix(),
-        input_topic: TOPIC.into(),
-        ..EngineConfig::default()
-    };
-    let mut engine = Engine::new(
-        config,
-        Arc::new(Pipeline::reference()),
-        &reference_plugins(),
-    )
-    .expect("engine");
-    engine
-        .restore_partition(PARTITION, None, &HashMap::new())
-        .expect("a fresh partition");
-    engine
-}
-
-fn first_batch_of(engine: &mut Engine, value: f64) -> Effects {
-    engine.process(&SourceRecord {
-        partition: PARTITION,
-        offset: 0,
-        key: Some(b"s1".to_vec()),
-        payload: format!(r#"{{"site":"s1","sensor":"TH1","ts":"{FIRST_STEP}","value":{value}}}"#)
-            .into_bytes(),
-    });
-    engine.finish_batch()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

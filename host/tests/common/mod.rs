@@ -93,3 +93,40 @@ pub fn fixture(name: &str) -> PathBuf {
     });
     dir.join(format!("fixture_{}.wasm", name.replace('-', "_")))
 }
+
+/// The pipeline of the engine-alone tests: one output, HVAC1's daily sum.
+const HVAC1_SUM_PIPELINE: &str =
+    "[[output]]\nname = \"HVAC1\"\nkind = \"AggDay\"\nplugin = \"sum\"\ninputs = [\"HVAC1\"]\n";
+
+/// An engine (no services) whose only output is HVAC1's daily sum, with `config`; no
+/// partition is placed yet.
+pub fn hvac1_sum_engine(config: iot_host::engine::EngineConfig) -> iot_host::engine::Engine {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let pipeline = Arc::new(iot_host::pipeline::Pipeline::parse(HVAC1_SUM_PIPELINE).unwrap());
+    let host =
+        iot_host::plugin::PluginHost::new(iot_host::plugin::PluginLimits::default()).unwrap();
+    let sum = host.load_file(&plugin_dir().join("sum.wasm")).unwrap();
+    iot_host::engine::Engine::new(config, pipeline, &HashMap::from([("sum".to_owned(), sum)]))
+        .unwrap()
+}
+
+/// A JSON HVAC1 reading of `site` at `ts_ms` (UTC ms), at `offset` of `partition`.
+pub fn hvac1_reading(
+    partition: i32,
+    offset: i64,
+    site: &str,
+    ts_ms: i64,
+    value: f64,
+) -> iot_host::engine::SourceRecord {
+    let ts = chrono::DateTime::from_timestamp_millis(ts_ms)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%SZ");
+    iot_host::engine::SourceRecord {
+        partition,
+        offset,
+        key: Some(site.as_bytes().to_vec()),
+        payload: format!(r#"{{"site":"{site}","sensor":"HVAC1","ts":"{ts}","value":{value}}}"#)
+            .into_bytes(),
+    }
+}
