@@ -14,6 +14,8 @@
 //! - [`runner`]: the batch loop wiring them together, a fold side and a durable side
 //!   running concurrently; [`profile`]: where its time goes, per stage.
 //! - [`config`]: flags and file.
+//! - [`validate`], [`plugin_test`]: the plugin author's tools (`iot-host validate`,
+//!   `iot-host plugin test`).
 
 pub mod config;
 pub mod engine;
