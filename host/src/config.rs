@@ -387,6 +387,40 @@ pub enum Command {
     /// Tools for plugin authors.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Live-tails what the hosts write to Kafka (aggregates, late-rejected, dead-letter,
+    /// plugin-errors), one record a line, optionally for one site or series. Reads only:
+    /// a consumer group of its own, never committed.
+    Tap(TapArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TapArgs {
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = defaults::KAFKA)]
+    pub kafka: String,
+    /// A topic to tail (repeatable). Default: the four output topics.
+    #[arg(long = "topic", default_values_t = [
+        defaults::AGGREGATES_TOPIC.to_owned(),
+        defaults::LATE_REJECTED_TOPIC.to_owned(),
+        defaults::DEAD_LETTER_TOPIC.to_owned(),
+        defaults::PLUGIN_ERRORS_TOPIC.to_owned(),
+    ])]
+    pub topics: Vec<String>,
+    /// Only records of this site (their `site` field, or their key).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Only records whose key holds this, e.g. `:TH1:AggDay`.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// Start at the topics' beginning instead of what arrives from now on.
+    #[arg(long)]
+    pub from_start: bool,
+    /// Stop once every partition is read to its end (with --from-start: show what is there).
+    #[arg(long)]
+    pub exit_at_end: bool,
+    /// Stop after showing this many records.
+    #[arg(long)]
+    pub max: Option<u64>,
 }
 
 /// `iot-host plugin …`

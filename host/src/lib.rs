@@ -14,6 +14,7 @@
 //! - [`runner`]: the batch loop wiring them together, a fold side and a durable side
 //!   running concurrently; [`profile`]: where its time goes, per stage.
 //! - [`config`]: flags and file.
+//! - [`tap`]: `iot-host tap`, live-tailing the output topics.
 //! - [`validate`], [`plugin_test`]: the plugin author's tools (`iot-host validate`,
 //!   `iot-host plugin test`).
 
@@ -31,5 +32,6 @@ pub mod repartition;
 pub mod runner;
 pub mod source;
 pub mod store;
+pub mod tap;
 pub mod tenant;
 pub mod validate;

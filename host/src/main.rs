@@ -35,6 +35,10 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(if all_ok { 0 } else { 1 });
         }
         Some(Command::Repartition(args)) => return repartition((*args).into_config()?).await,
+        Some(Command::Tap(args)) => {
+            tokio::task::spawn_blocking(move || iot_host::tap::run(&args)).await??;
+            return Ok(());
+        }
         Some(Command::Plugin(PluginCommand::Test(args))) => {
             let all_ok = iot_host::plugin_test::run(&args)?;
             std::process::exit(if all_ok { 0 } else { 1 });
