@@ -36,7 +36,14 @@ async fn main() -> anyhow::Result<()> {
         }
         Some(Command::Repartition(args)) => return repartition((*args).into_config()?).await,
         Some(Command::Tap(args)) => {
-            tokio::task::spawn_blocking(move || iot_host::tap::run(&args)).await??;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let on_ctrl_c = stop.clone();
+            tokio::spawn(async move {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    on_ctrl_c.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            tokio::task::spawn_blocking(move || iot_host::tap::run(&args, &stop)).await??;
             return Ok(());
         }
         Some(Command::Plugin(PluginCommand::Test(args))) => {

@@ -7,6 +7,7 @@
 //! committed records only (`read_committed`), as the hosts' consumers do.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -50,9 +51,10 @@ pub fn format_line(topic: &str, partition: i32, offset: i64, key: &str, value: &
     format!("{topic} {partition}:{offset} {key} {value}")
 }
 
-/// Tails until Ctrl-C, or (`--exit-at-end`) until every assigned partition is read to its
-/// end, or `--max` records were shown. Returns how many were shown.
-pub fn run(args: &TapArgs) -> anyhow::Result<u64> {
+/// Tails until `stop` is set (the caller sets it on Ctrl-C), or (`--exit-at-end`) until
+/// every assigned partition is read to its end, or `--max` records were shown. Blocking:
+/// run it off the async runtime. Returns how many records were shown.
+pub fn run(args: &TapArgs, stop: &AtomicBool) -> anyhow::Result<u64> {
     let topics: Vec<&str> = args.topics.iter().map(String::as_str).collect();
     let group = format!(
         "iot-tap-{}-{}",
@@ -84,15 +86,10 @@ pub fn run(args: &TapArgs) -> anyhow::Result<u64> {
         site: args.site.clone(),
         series: args.series.clone(),
     };
-    let interrupted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let interrupted = interrupted.clone();
-        ctrlc_flag(move || interrupted.store(true, std::sync::atomic::Ordering::Relaxed));
-    }
     let started = Instant::now();
     let mut at_end: HashSet<(String, i32)> = HashSet::new();
     let mut shown = 0u64;
-    while !interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+    while !stop.load(Ordering::Relaxed) {
         if args.max.is_some_and(|max| shown >= max) {
             break;
         }
@@ -148,20 +145,6 @@ pub fn run(args: &TapArgs) -> anyhow::Result<u64> {
         }
     }
     Ok(shown)
-}
-
-/// Calls `f` on Ctrl-C (SIGINT); the tap then stops after its current poll.
-fn ctrlc_flag(f: impl Fn() + Send + 'static) {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-        if let Ok(runtime) = runtime {
-            if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
-                f();
-            }
-        }
-    });
 }
 
 #[cfg(test)]

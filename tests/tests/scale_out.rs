@@ -115,10 +115,16 @@ async fn wait_for_split(hosts: &mut [&mut LiveHost], load: &mut Load, what: &str
 }
 
 /// The partitions of the readings topic that have records so far.
-fn partitions_with_records(scope: &TestScope, topics: &SystemTopics) -> BTreeSet<i32> {
-    read_all(&scope.services.kafka_bootstrap, &topics.readings)
+/// Of `held`, the partitions that hold records now (a partition no site hashed to has none,
+/// and no checkpoint will move on it).
+fn with_records(scope: &TestScope, topics: &SystemTopics, held: &[i32]) -> Vec<i32> {
+    let with_records: BTreeSet<i32> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
         .iter()
         .map(|r| r.partition)
+        .collect();
+    held.iter()
+        .copied()
+        .filter(|p| with_records.contains(p))
         .collect()
 }
 
@@ -138,12 +144,7 @@ async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl
         let mut doomed = member(&scope, &topics, &name, SHORT_SESSION);
         let held = wait_for_split(&mut [&mut survivor, &mut doomed], &mut load, &name).await;
         // Kill it once it made its own partitions' records durable, at a random instant.
-        let with_records = partitions_with_records(&scope, &topics);
-        let its: Vec<i32> = held[1]
-            .iter()
-            .copied()
-            .filter(|p| with_records.contains(p))
-            .collect();
+        let its = with_records(&scope, &topics, &held[1]);
         progress
             .wait_until_each_moved(&mut doomed, Some(&mut load), &its, REBALANCE_DEADLINE)
             .await;
@@ -238,12 +239,7 @@ async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it
     let mut owner = member(&scope, &topics, "owner", SHORT_SESSION);
     let mut zombie = member(&scope, &topics, "zombie", SHORT_SESSION);
     let held = wait_for_split(&mut [&mut owner, &mut zombie], &mut load, "start").await;
-    let with_records = partitions_with_records(&scope, &topics);
-    let its: Vec<i32> = held[1]
-        .iter()
-        .copied()
-        .filter(|p| with_records.contains(p))
-        .collect();
+    let its = with_records(&scope, &topics, &held[1]);
     // The zombie has read the checkpoints of its partitions with records (pausing Redis
     // before that would stall the reading, not the batches) and written batches of them.
     zombie

@@ -62,17 +62,8 @@ impl Engine {
     /// the first write since the partition was placed). Comparing bytes rather than
     /// tracking changes keeps it right whatever changed a site (readings, a swap, eviction).
     fn checkpoint_write(&mut self, partition: i32) -> CheckpointWrite {
-        let encoded: Vec<(String, Vec<u8>)> = self
-            .site_snapshots(partition)
-            .into_iter()
-            .map(|(name, builds, snapshot)| {
-                (name, checkpoint_format::encode_site(builds, snapshot))
-            })
-            .collect();
-        let stamps = match self.config.stamps {
-            StampConvention::IntervalEnd => None,
-            other => Some(other.as_str()),
-        };
+        let encoded = self.encoded_sites(partition);
+        let stamps = self.stamps_name();
         let state = self
             .partitions
             .get_mut(&partition)
@@ -143,23 +134,13 @@ impl Engine {
     /// The whole checkpoint of `partition` as a restart would read it back: encoded and
     /// decoded exactly as stored.
     pub fn partition_checkpoint(&self, partition: i32) -> PartitionCheckpoint {
-        let stamps = match self.config.stamps {
-            StampConvention::IntervalEnd => None,
-            other => Some(other.as_str()),
-        };
         let next_offset = self.partitions.get(&partition).map_or(0, |p| p.next_offset);
         let write = CheckpointWrite {
             partition,
             next_offset,
             replace: true,
-            head: checkpoint_format::encode_head(next_offset, stamps),
-            sites: self
-                .site_snapshots(partition)
-                .into_iter()
-                .map(|(name, builds, snapshot)| {
-                    (name, checkpoint_format::encode_site(builds, snapshot))
-                })
-                .collect(),
+            head: checkpoint_format::encode_head(next_offset, self.stamps_name()),
+            sites: self.encoded_sites(partition),
             removed: Vec::new(),
         };
         let mut stored = StoredFields::default();
@@ -168,5 +149,23 @@ impl Engine {
             .decode(partition)
             .expect("a checkpoint this engine encoded decodes")
             .expect("a written checkpoint has a head")
+    }
+
+    /// Each site of `partition` with its checkpoint field, in site order.
+    fn encoded_sites(&self, partition: i32) -> Vec<(String, Vec<u8>)> {
+        self.site_snapshots(partition)
+            .into_iter()
+            .map(|(name, builds, snapshot)| {
+                (name, checkpoint_format::encode_site(builds, snapshot))
+            })
+            .collect()
+    }
+
+    /// The stamp convention as checkpoints name it (`None`: interval-end, the default).
+    fn stamps_name(&self) -> Option<&'static str> {
+        match self.config.stamps {
+            StampConvention::IntervalEnd => None,
+            other => Some(other.as_str()),
+        }
     }
 }

@@ -165,7 +165,8 @@ impl StoredFields {
             };
             let record: SiteRecord =
                 decode(bytes).with_context(|| format!("field {field} does not decode"))?;
-            let snapshot = merge_builds(&mut checkpoint.builds, record);
+            let snapshot = merge_builds(&mut checkpoint.builds, record)
+                .with_context(|| format!("field {field}"))?;
             checkpoint.sites.insert(site.to_owned(), snapshot);
         }
         Ok(Some(checkpoint))
@@ -173,7 +174,8 @@ impl StoredFields {
 }
 
 /// Moves a site's build indices from its own list to the partition's `builds`.
-fn merge_builds(builds: &mut Vec<BuildRef>, record: SiteRecord) -> SiteSnapshot {
+fn merge_builds(builds: &mut Vec<BuildRef>, record: SiteRecord) -> anyhow::Result<SiteSnapshot> {
+    let own_builds = record.builds.len();
     let index: Vec<u32> = record
         .builds
         .into_iter()
@@ -185,13 +187,17 @@ fn merge_builds(builds: &mut Vec<BuildRef>, record: SiteRecord) -> SiteSnapshot 
             }
         })
         .collect();
+    let moved = |b: u32| {
+        index.get(b as usize).copied().ok_or_else(|| {
+            anyhow::anyhow!("a window names build {b}, but the site lists {own_builds}")
+        })
+    };
     let mut snapshot = record.snapshot;
-    let moved = |b: u32| index.get(b as usize).copied().unwrap_or(u32::MAX);
     for slot in snapshot.days.iter_mut().flat_map(|d| d.slots.iter_mut()) {
-        slot.build = slot.build.map(moved);
-        slot.held_by = slot.held_by.map(moved);
+        slot.build = slot.build.map(moved).transpose()?;
+        slot.held_by = slot.held_by.map(moved).transpose()?;
     }
-    snapshot
+    Ok(snapshot)
 }
 
 /// A checkpoint in the JSON form hosts wrote before this format (a string key).
