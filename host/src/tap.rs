@@ -11,12 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 
 use crate::config::TapArgs;
+use crate::source::{is_end_of_partition, report_client_error};
 
 /// How long one poll waits before checking whether to stop.
 const POLL: Duration = Duration::from_millis(200);
@@ -46,6 +48,20 @@ impl Filter {
     }
 }
 
+/// The tap's client context: the end of a partition is how `--exit-at-end` knows it is
+/// done, not an error to log (librdkafka's default context logs it as one).
+struct TapContext;
+
+impl ClientContext for TapContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !is_end_of_partition(&error) {
+            report_client_error(&error, reason);
+        }
+    }
+}
+
+impl ConsumerContext for TapContext {}
+
 /// One record as a line: `topic partition:offset key value`.
 pub fn format_line(topic: &str, partition: i32, offset: i64, key: &str, value: &str) -> String {
     format!("{topic} {partition}:{offset} {key} {value}")
@@ -63,7 +79,7 @@ pub fn run(args: &TapArgs, stop: &AtomicBool) -> anyhow::Result<u64> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<TapContext> = ClientConfig::new()
         .set("bootstrap.servers", &args.kafka)
         .set("group.id", &group)
         .set("enable.auto.commit", "false")
@@ -77,7 +93,7 @@ pub fn run(args: &TapArgs, stop: &AtomicBool) -> anyhow::Result<u64> {
             },
         )
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(TapContext)
         .with_context(|| format!("cannot create a Kafka consumer for {}", args.kafka))?;
     consumer
         .subscribe(&topics)
@@ -123,7 +139,7 @@ pub fn run(args: &TapArgs, stop: &AtomicBool) -> anyhow::Result<u64> {
                     at_end.insert(((*topic).to_owned(), partition));
                 }
             }
-            Some(Err(e)) => eprintln!("tap: {e}"),
+            Some(Err(e)) => report_client_error(&e, "tap"),
             None => {}
         }
         if args.exit_at_end {

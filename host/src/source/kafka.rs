@@ -93,14 +93,9 @@ impl ClientContext for GroupContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is how the source knows it caught up, not a fault.
-        if matches!(
-            error,
-            KafkaError::PartitionEOF(_)
-                | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-        ) {
-            return;
+        if !is_end_of_partition(&error) {
+            report_client_error(&error, reason);
         }
-        report_client_error(&error, reason);
     }
 }
 
@@ -315,6 +310,16 @@ async fn ask_kafka<T>(
 
 /// A client error: part of an outage when it says the broker cannot be reached (logged
 /// once per outage), otherwise a warning of its own.
+/// A partition read to its end: how readers know they caught up, reported by the client
+/// as an error (per partition, or as a global one).
+pub(crate) fn is_end_of_partition(error: &KafkaError) -> bool {
+    matches!(
+        error,
+        KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+    )
+}
+
 pub(crate) fn report_client_error(error: &KafkaError, context: &str) {
     use rdkafka::types::RDKafkaErrorCode as C;
     let unreachable = matches!(

@@ -3,7 +3,7 @@
 
 mod kafka;
 
-pub(crate) use kafka::report_client_error;
+pub(crate) use kafka::{is_end_of_partition, report_client_error};
 pub use kafka::{
     KafkaSource, KafkaSourceConfig, DEFAULT_BATCH_LINGER, DEFAULT_SESSION_TIMEOUT,
     STATISTICS_INTERVAL_MS,
