@@ -3,11 +3,10 @@
 //! fields a store accumulates write after write read back as the engine's whole state. The
 //! earlier JSON form is still read.
 
-mod common;
 
 use std::collections::HashMap;
 
-use common::{hvac1_reading, hvac1_sum_engine};
+use crate::common::{hvac1_reading, hvac1_sum_engine};
 use iot_host::engine::checkpoint_format::{self, CheckpointWrite, StoredFields};
 use iot_host::engine::{Engine, EngineConfig, SourceRecord};
 

@@ -3,11 +3,10 @@
 //! advance or lag it at random. They are dead-lettered as `split-site` instead, never
 //! folded; the site's own partition stays exact. Runs the engine alone (no services).
 
-mod common;
 
 use std::collections::HashMap;
 
-use common::{hvac1_reading, hvac1_sum_engine};
+use crate::common::{hvac1_reading, hvac1_sum_engine};
 use iot_host::engine::{Engine, EngineConfig, OutTopic, SourceRecord, SPLIT_SITE};
 
 const HOUR_MS: i64 = 3_600_000;

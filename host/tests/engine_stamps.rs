@@ -2,11 +2,10 @@
 //! stamped D 00:00 … D 23:45 and its output is stored at D 00:00; a checkpoint filed under
 //! one convention is refused by a host running the other.
 
-mod common;
 
 use std::collections::HashMap;
 
-use common::hvac1_sum_engine;
+use crate::common::hvac1_sum_engine;
 use iot_host::engine::{Effects, Engine, EngineConfig, OutTopic, SourceRecord};
 use iot_protocol::time::StampConvention;
 

@@ -3,12 +3,11 @@
 //! checkpoint, when a build fails, and when the pipeline changes. Expected values are
 //! computed here from the readings.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use common::{fixture, plugin_dir};
+use crate::common::{fixture, plugin_dir};
 use iot_host::engine::checkpoint_format::StoredFields;
 use iot_host::engine::{
     Effects, Engine, EngineConfig, OutTopic, PartitionCheckpoint, SourceRecord, TenantSetup,

@@ -1,6 +1,5 @@
 //! Shared by the host's integration tests: the built plugins and the fixture components.
 
-#![allow(dead_code)] // each test file uses its own share
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
