@@ -56,9 +56,18 @@ fn validate_one(
     instance.fold(&mut state, window, &samples)?;
     let value = instance.finish(&state, window)?;
     let called_in = started.elapsed();
+    let imports: Vec<String> = plugin
+        .imports()
+        .map(|(import, given)| format!("{import} ({given})"))
+        .collect();
+    let imports = if imports.is_empty() {
+        "none".to_owned()
+    } else {
+        imports.join(", ")
+    };
     Ok(format!(
         "     name {:?}, state version {}, inputs {}..={}, includes window start: {}\n     \
-         build {}\n     compiled and checked in {:.1} ms; probe window of {} samples: {} in {:.3} ms \
+         imports: {imports}\n     build {}\n     compiled and checked in {:.1} ms; probe window of {} samples: {} in {:.3} ms \
          (accumulator {} bytes, bound {} bytes per window)",
         info.name,
         info.state_version,

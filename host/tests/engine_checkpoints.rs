@@ -3,7 +3,6 @@
 //! fields a store accumulates write after write read back as the engine's whole state. The
 //! earlier JSON form is still read.
 
-
 use std::collections::HashMap;
 
 use crate::common::{hvac1_reading, hvac1_sum_engine};

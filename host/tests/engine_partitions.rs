@@ -3,7 +3,6 @@
 //! advance or lag it at random. They are dead-lettered as `split-site` instead, never
 //! folded; the site's own partition stays exact. Runs the engine alone (no services).
 
-
 use std::collections::HashMap;
 
 use crate::common::{hvac1_reading, hvac1_sum_engine};

@@ -2,7 +2,6 @@
 //! stamped D 00:00 … D 23:45 and its output is stored at D 00:00; a checkpoint filed under
 //! one convention is refused by a host running the other.
 
-
 use std::collections::HashMap;
 
 use crate::common::hvac1_sum_engine;

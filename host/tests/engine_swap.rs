@@ -3,7 +3,6 @@
 //! checkpoint, when a build fails, and when the pipeline changes. Expected values are
 //! computed here from the readings.
 
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -266,7 +265,9 @@ fn a_restart_finishes_an_old_builds_window_with_the_archived_build() {
 fn a_failing_build_holds_its_window_and_a_fixed_build_recovers_it_exactly() {
     let host = host();
     let broken = load(&host, &fixture("misbehaving"));
-    let sum = load(&host, &plugin_dir().join("sum.wasm"));
+    // The fix: a sum that, like the broken build, accepts the `mode` parameter (the
+    // shipped `sum` refuses parameters it does not take).
+    let sum = load(&host, &fixture("sum-marked-v1"));
     let failing = pipeline("mode = \"error\"");
     let mut d = Driver::new(engine(&host, build(failing.clone(), &broken)));
     d.batch(&[(at(1, 6), 1.5), (at(1, 12), 2.25)]);
@@ -276,11 +277,11 @@ fn a_failing_build_holds_its_window_and_a_fixed_build_recovers_it_exactly() {
     d.apply(&build(failing, &sum));
     assert_eq!(
         d.day_value(1),
-        Some(1.5 + 2.25),
+        Some(1.5 + 2.25 + MARK_V1),
         "recovered from the held readings"
     );
     d.batch(&[(at(3, 1), 1.0)]);
-    assert_eq!(d.day_value(2), Some(4.0));
+    assert_eq!(d.day_value(2), Some(4.0 + MARK_V1));
 }
 
 #[test]
@@ -348,7 +349,9 @@ fn a_pipeline_edit_adds_an_output_from_the_next_whole_day_on() {
 fn a_held_window_survives_a_restart_and_is_recovered_by_a_fixed_build() {
     let host = host();
     let broken = load(&host, &fixture("misbehaving"));
-    let sum = load(&host, &plugin_dir().join("sum.wasm"));
+    // The fix: a sum that, like the broken build, accepts the `mode` parameter (the
+    // shipped `sum` refuses parameters it does not take).
+    let sum = load(&host, &fixture("sum-marked-v1"));
     let failing = pipeline("mode = \"error\"");
     let mut d = Driver::new(engine(&host, build(failing.clone(), &broken)));
     d.batch(&[(at(1, 6), 1.5), (at(1, 12), 2.25)]);
@@ -370,7 +373,7 @@ fn a_held_window_survives_a_restart_and_is_recovered_by_a_fixed_build() {
     r.batch(&[(at(2, 1), 4.0)]);
     assert_eq!(
         r.day_value(1),
-        Some(1.5 + 2.25),
+        Some(1.5 + 2.25 + MARK_V1),
         "the held readings came back from the checkpoint"
     );
 }

@@ -12,14 +12,17 @@ use super::loader::Inner;
 use super::lowering::SampleBatch;
 use super::sample::Sample;
 use super::sandbox;
+use super::stdio::CapturedOutput;
 
 /// `fold`'s signature, with the samples lowered by [`SampleBatch`].
 type FoldParams<'a> = (&'a [u8], Window, SampleBatch<'a>);
 type FoldResults = (Result<Vec<u8>, String>,);
 
-/// What a plugin's store holds: nothing but its limiter (no WASI context: no capability).
+/// What a plugin's store holds: its limiter and what it printed (no WASI context: no
+/// capability).
 pub(crate) struct Sandbox {
     limiter: SandboxLimiter,
+    pub(super) output: CapturedOutput,
 }
 
 /// A live plugin instance: its own store, memory and limits. `Send`, not shared: each user
@@ -155,6 +158,7 @@ impl PluginInstance {
         if let Some(ticks) = self.plugin.limits.deadline_ticks() {
             live.store.set_epoch_deadline(ticks);
         }
+        live.store.data_mut().output.clear();
         match f(live) {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PluginError::Returned {
@@ -163,8 +167,9 @@ impl PluginInstance {
                 message: super::error::bounded_message(message),
             }),
             Err(error) => {
+                let printed = live.store.data_mut().output.take();
                 self.live = None;
-                Err(classify(&self.plugin, call, error))
+                Err(classify(&self.plugin, call, error, printed))
             }
         }
     }
@@ -175,6 +180,7 @@ fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
         plugin.pre.engine(),
         Sandbox {
             limiter: SandboxLimiter::new(&plugin.limits),
+            output: CapturedOutput::default(),
         },
     );
     store.limiter(|sandbox| &mut sandbox.limiter);
@@ -195,7 +201,9 @@ fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
         fold.typed::<FoldParams<'_>, FoldResults>(&store)?;
         Ok((bindings, fold))
     })();
-    let (bindings, fold) = instantiated.map_err(|e| classify(plugin, "instantiation", e))?;
+    let printed = store.data_mut().output.take();
+    let (bindings, fold) =
+        instantiated.map_err(|e| classify(plugin, "instantiation", e, printed))?;
     Ok(Live {
         store,
         bindings,
@@ -203,8 +211,14 @@ fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
     })
 }
 
-/// Turns a wasmtime error of a call into the PluginError that says what happened.
-fn classify(plugin: &Inner, call: &'static str, error: wasmtime::Error) -> PluginError {
+/// Turns a wasmtime error of a call into the PluginError that says what happened; what the
+/// plugin printed during the call (a panic's message) is part of a trap's detail.
+fn classify(
+    plugin: &Inner,
+    call: &'static str,
+    error: wasmtime::Error,
+    printed: Option<String>,
+) -> PluginError {
     let name = plugin.name.clone();
     if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
         return PluginError::OutOfFuel {
@@ -228,7 +242,22 @@ fn classify(plugin: &Inner, call: &'static str, error: wasmtime::Error) -> Plugi
         };
     }
     let message = format!("{error:#}");
-    let detail = sandbox::stub_called(&message).unwrap_or(message);
+    let mut detail = sandbox::stub_called(&message).unwrap_or(message);
+    if let Some(printed) = printed {
+        // What it printed says where and why (a panic names its file and line), so the
+        // trap itself without its WebAssembly backtrace is enough beside it; one line, so
+        // logs and error records keep it whole. Setting RUST_BACKTRACE is not possible (the
+        // environment is empty), so std's note about it goes.
+        if let Some(trap) = error.downcast_ref::<Trap>() {
+            detail = trap.to_string();
+        }
+        let lines: Vec<&str> = printed
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        detail = format!("{}; {detail}", lines.join(" / "));
+    }
     PluginError::Trap {
         plugin: name,
         call,

@@ -72,9 +72,14 @@ impl PluginHost {
                 detail: e.to_string(),
             }
         })?;
-        let linker = sandbox::linker_for::<Sandbox>(name, &self.engine, &component)?;
+        let linker = sandbox::linker_for(name, &self.engine, &component)?;
         // Say what the component does export: a plugin built against another version of
         // the WIT shows up as `iot:aggregation/fold@<other version>`.
+        let imports: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .map(|(import, _)| import.to_owned())
+            .collect();
         let exports: Vec<String> = component
             .component_type()
             .exports(&self.engine)
@@ -109,6 +114,7 @@ impl PluginHost {
             indices,
             fold_index,
             limits: self.limits,
+            imports,
         });
         // A probe instance, dropped at the end of the statement.
         let info = PluginInstance::new(inner.clone())?.info()?;
@@ -144,6 +150,8 @@ pub(super) struct Inner {
     /// `fold`, called through a faster path than the generated bindings (see lowering.rs).
     pub fold_index: ComponentExportIndex,
     pub limits: PluginLimits,
+    /// What the component imports (all accepted by the sandbox, or it would not load).
+    pub imports: Vec<String>,
 }
 
 /// A compiled, validated plugin. Cheap to clone and share between threads; each thread
@@ -181,6 +189,15 @@ impl LoadedPlugin {
     /// The limits its instances run under.
     pub fn limits(&self) -> PluginLimits {
         self.inner.limits
+    }
+
+    /// What the component imports, each with what the sandbox gives it (the sandbox refuses
+    /// any other import at load).
+    pub fn imports(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.inner
+            .imports
+            .iter()
+            .map(|import| (import.as_str(), super::sandbox::import_use(import)))
     }
 
     /// A fresh instance, with its own store and memory, under the host's limits.

@@ -11,10 +11,11 @@
 //!   a fresh instance by itself.
 //!
 //! Sandbox: plugins get no WASI capability: no files, network, clocks, randomness or
-//! environment. The store holds no WASI context; our plugins are `no_std` and import
-//! nothing. A component that imports a capability is refused at load, with an error naming
-//! the import; the few `wasi:cli`/`wasi:io` imports Rust's std adds to every wasip2
-//! component are linked as stubs that trap when called (see `sandbox.rs`).
+//! environment. A component that imports a capability is refused at load, with an error
+//! naming the import (`sandbox.rs`). Of the `wasi:cli`/`wasi:io` interfaces Rust's std
+//! adds to every wasip2 component, stdout and stderr are captured into the errors of the
+//! plugin's calls (so a panic's message reaches the operator) and the environment is
+//! empty (`stdio.rs`); the rest are stubs that trap when called.
 
 mod bindings;
 mod error;
@@ -24,6 +25,7 @@ mod loader;
 mod lowering;
 mod sample;
 mod sandbox;
+mod stdio;
 
 pub use bindings::{PluginInfo, Window};
 pub use error::{bounded_message, PluginError};

@@ -1,9 +1,10 @@
 //! The sandbox's import policy: what a plugin component may import, checked at load.
 //!
-//! Plugins get no WASI capability. Our own plugins are `no_std` and import nothing. A
-//! plugin built with Rust's std for wasm32-wasip2 imports a few `wasi:cli` and `wasi:io`
-//! interfaces (stdio for panic messages, environment, exit, polling) even if it never
-//! uses them: those are linked as stubs that trap when called, so they grant nothing.
+//! Plugins get no WASI capability. A plugin built with Rust's std for wasm32-wasip2 (ours
+//! are) imports a few `wasi:cli` and `wasi:io` interfaces (stdio for panic messages,
+//! environment, exit, polling) even if it never uses them. Those grant nothing: stdout and
+//! stderr are captured into the errors of the plugin's calls and the environment is empty
+//! (`stdio.rs`); every other function of them is a stub that traps when called.
 //! Any other import is refused at load with an error naming it; the capability families
 //! (files, sockets, HTTP, clocks, randomness) with the reason they are refused.
 
@@ -12,6 +13,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use super::error::PluginError;
+use super::instance::Sandbox;
+use super::stdio;
 
 /// Interface families that give a plugin a capability, with why plugins may not have it.
 const CAPABILITIES: [(&str, &str); 5] = [
@@ -28,8 +31,8 @@ const CAPABILITIES: [(&str, &str); 5] = [
     ),
 ];
 
-/// Interfaces Rust's std for wasm32-wasip2 imports into every component: linked as stubs
-/// that trap when called (a panic message written to stderr becomes a trap).
+/// Interfaces Rust's std for wasm32-wasip2 imports into every component: what `stdio.rs`
+/// does not implement of them is linked as stubs that trap when called.
 const TRAPPING_STUBS: [&str; 9] = [
     "wasi:io/error@0.2.",
     "wasi:io/poll@0.2.",
@@ -43,12 +46,18 @@ const TRAPPING_STUBS: [&str; 9] = [
 ];
 
 /// Checks every import of `component` against the policy and returns the linker that
-/// satisfies the allowed ones with trapping stubs.
-pub(super) fn linker_for<T: 'static>(
+/// satisfies the allowed ones: captured stdio and an empty environment, trapping stubs for
+/// the rest.
+pub(super) fn linker_for(
     plugin: &str,
     engine: &Engine,
     component: &Component,
-) -> Result<Linker<T>, PluginError> {
+) -> Result<Linker<Sandbox>, PluginError> {
+    let mut linker = Linker::new(engine);
+    let cannot_link = |e: wasmtime::Error| PluginError::WrongInterface {
+        plugin: plugin.to_owned(),
+        detail: format!("cannot link its imports: {e}"),
+    };
     let mut any = false;
     for (import, item) in component.component_type().imports(engine) {
         any = true;
@@ -71,15 +80,12 @@ pub(super) fn linker_for<T: 'static>(
                 why: "the host provides nothing but what the aggregation world declares",
             });
         }
+        stdio::define(&mut linker, import).map_err(cannot_link)?;
     }
-    let mut linker = Linker::new(engine);
     if any {
         linker
             .define_unknown_imports_as_traps(component)
-            .map_err(|e| PluginError::WrongInterface {
-                plugin: plugin.to_owned(),
-                detail: format!("cannot link its imports: {e}"),
-            })?;
+            .map_err(cannot_link)?;
     }
     Ok(linker)
 }
@@ -90,7 +96,21 @@ pub(super) fn stub_called(message: &str) -> Option<String> {
     let rest = message.split("unknown import: `").nth(1)?;
     let name = rest.split('`').next()?;
     Some(format!(
-        "it called {name}, which the sandbox does not provide (a plugin built with std \
-         does this when it panics and prints the message, or uses stdio, environment or exit)"
+        "it called {name}, which the sandbox does not provide (plugins get no WASI \
+         capability; a plugin built with std may call it to read stdin or to exit)"
     ))
+}
+
+/// What the sandbox gives an import it accepts, for `validate`: said in a few words.
+pub fn import_use(import: &str) -> &'static str {
+    let family = |prefix: &str| import.starts_with(prefix);
+    if family("wasi:cli/stdout@") || family("wasi:cli/stderr@") {
+        "captured into the errors of calls that trap"
+    } else if family("wasi:cli/environment@") {
+        "empty"
+    } else if family("wasi:io/") {
+        "for stdout and stderr only"
+    } else {
+        "traps if called"
+    }
 }

@@ -1,6 +1,5 @@
 //! Shared by the host's integration tests: the built plugins and the fixture components.
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

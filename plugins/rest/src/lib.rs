@@ -2,92 +2,49 @@
 //! order (SPEC: AggDayRest, a day's leak metric). Takes 2 to 64 inputs; the host folds one
 //! sample per input that has a value (`input` = its position). No value unless every
 //! declared input has one; if an input gets several samples, the last one folded wins.
-//!
-//! Accumulator (state version 1, 9 bytes per declared input, little-endian): for each input
-//! in order, a presence byte (0 or 1) and its value `f64`.
 
-#![cfg_attr(target_arch = "wasm32", no_std)]
-extern crate alloc;
-include!("../../guest_runtime.rs");
+use iot_plugin::{Aggregation, Error, Result, Sample, State, Window};
 
-use alloc::{format, string::String, vec, vec::Vec};
+/// State version 1: 9 bytes per declared input (present, value).
+#[derive(Default, State)]
+pub struct Inputs(Vec<Option<f64>>);
 
-wit_bindgen::generate!({ world: "aggregation", path: "../../wit" });
+pub struct Rest;
 
-use exports::iot::aggregation::fold::{Guest, PluginInfo, Sample, Window};
+impl Aggregation for Rest {
+    const NAME: &'static str = "rest";
+    const STATE_VERSION: u32 = 1;
+    const MIN_INPUTS: u32 = 2;
+    const MAX_INPUTS: u32 = 64;
+    type Params = ();
+    type State = Inputs;
 
-const SLOT: usize = 9;
-const MIN_INPUTS: u32 = 2;
-const MAX_INPUTS: u32 = 64;
-
-fn check(state: &[u8]) -> Result<(), String> {
-    let inputs = state.len() / SLOT;
-    if inputs * SLOT != state.len()
-        || !(MIN_INPUTS as usize..=MAX_INPUTS as usize).contains(&inputs)
-    {
-        return Err(format!(
-            "rest: accumulator of {} bytes, expected {SLOT} per input",
-            state.len()
-        ));
+    fn init(_: (), inputs: u32, _: Window) -> Result<Inputs> {
+        Ok(Inputs(vec![None; inputs as usize]))
     }
-    Ok(())
-}
 
-struct Rest;
-
-impl Guest for Rest {
-    fn info() -> PluginInfo {
-        PluginInfo {
-            name: "rest".into(),
-            state_version: 1,
-            includes_window_start: false,
-            min_inputs: MIN_INPUTS,
-            max_inputs: MAX_INPUTS,
+    fn fold(state: &mut Inputs, _: Window, samples: &[Sample]) -> Result<()> {
+        let declared = state.0.len();
+        for sample in samples {
+            let slot = state.0.get_mut(sample.input as usize).ok_or_else(|| {
+                let input = sample.input;
+                Error::new(format!(
+                    "sample for input {input}, but the output declares {declared} inputs"
+                ))
+            })?;
+            *slot = Some(sample.value);
         }
+        Ok(())
     }
 
-    fn init(_: Vec<(String, String)>, inputs: u32, _: Window) -> Result<Vec<u8>, String> {
-        if !(MIN_INPUTS..=MAX_INPUTS).contains(&inputs) {
-            return Err(format!(
-                "rest: takes {MIN_INPUTS} to {MAX_INPUTS} inputs, the output declares {inputs}"
-            ));
-        }
-        Ok(vec![0; inputs as usize * SLOT])
-    }
-
-    fn fold(mut state: Vec<u8>, _: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
-        check(&state)?;
-        let declared = state.len() / SLOT;
-        for sample in &samples {
-            let at = sample.input as usize * SLOT;
-            let Some(slot) = state.get_mut(at..at + SLOT) else {
-                return Err(format!(
-                    "rest: sample for input {}, but the output declares {declared} inputs",
-                    sample.input
-                ));
-            };
-            slot[0] = 1;
-            slot[1..].copy_from_slice(&sample.value.to_le_bytes());
-        }
-        Ok(state)
-    }
-
-    fn finish(state: Vec<u8>, _: Window) -> Result<Option<f64>, String> {
-        check(&state)?;
-        let mut values = state
-            .chunks_exact(SLOT)
-            .map(|slot| (slot[0] == 1).then(|| f64::from_le_bytes(slot[1..].try_into().unwrap())));
-        let Some(mut rest) = values.next().flatten() else {
+    fn finish(state: &Inputs, _: Window) -> Result<Option<f64>> {
+        let mut values = state.0.iter().copied();
+        let Some(Some(first)) = values.next() else {
             return Ok(None);
         };
-        for value in values {
-            let Some(value) = value else {
-                return Ok(None);
-            };
-            rest -= value;
-        }
-        Ok(Some(rest))
+        // None as soon as any input has no value.
+        Ok(values.try_fold(first, |rest, value| Some(rest - value?)))
     }
 }
 
-export!(Rest);
+iot_plugin::export!(Rest);

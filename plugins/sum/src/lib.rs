@@ -1,69 +1,29 @@
 //! `sum`: the sum of a window's values, added in the order they are folded (e.g. a day's
 //! energy). No sample, no value.
-//!
-//! Accumulator (state version 1, 16 bytes, little-endian): total `f64`, count `u64`.
 
-#![cfg_attr(target_arch = "wasm32", no_std)]
-extern crate alloc;
-include!("../../guest_runtime.rs");
+use iot_plugin::{Aggregation, Result, Sample, State, Window};
 
-use alloc::{format, string::String, vec, vec::Vec};
+/// The total and the number of samples so far (state version 1: 16 bytes).
+#[derive(Default, State)]
+pub struct Totals(f64, u64);
 
-wit_bindgen::generate!({ world: "aggregation", path: "../../wit" });
+pub struct Sum;
 
-use exports::iot::aggregation::fold::{Guest, PluginInfo, Sample, Window};
+impl Aggregation for Sum {
+    const NAME: &'static str = "sum";
+    const STATE_VERSION: u32 = 1;
+    type Params = ();
+    type State = Totals;
 
-const STATE_LEN: usize = 16;
-
-fn read(state: &[u8]) -> Result<(f64, u64), String> {
-    let state: &[u8; STATE_LEN] = state.try_into().map_err(|_| {
-        format!(
-            "sum: accumulator of {} bytes, expected {STATE_LEN}",
-            state.len()
-        )
-    })?;
-    let (total, count) = state.split_at(8);
-    Ok((
-        f64::from_le_bytes(total.try_into().unwrap()),
-        u64::from_le_bytes(count.try_into().unwrap()),
-    ))
-}
-
-fn write(state: &mut [u8], total: f64, count: u64) {
-    state[..8].copy_from_slice(&total.to_le_bytes());
-    state[8..].copy_from_slice(&count.to_le_bytes());
-}
-
-struct Sum;
-
-impl Guest for Sum {
-    fn info() -> PluginInfo {
-        PluginInfo {
-            name: "sum".into(),
-            state_version: 1,
-            includes_window_start: false,
-            min_inputs: 1,
-            max_inputs: 1,
-        }
+    fn fold(Totals(total, count): &mut Totals, _: Window, samples: &[Sample]) -> Result<()> {
+        samples.iter().for_each(|sample| *total += sample.value);
+        *count += samples.len() as u64;
+        Ok(())
     }
 
-    fn init(_: Vec<(String, String)>, _: u32, _: Window) -> Result<Vec<u8>, String> {
-        Ok(vec![0; STATE_LEN]) // 0.0, 0
-    }
-
-    fn fold(mut state: Vec<u8>, _: Window, samples: Vec<Sample>) -> Result<Vec<u8>, String> {
-        let (mut total, count) = read(&state)?;
-        for sample in &samples {
-            total += sample.value;
-        }
-        write(&mut state, total, count + samples.len() as u64);
-        Ok(state)
-    }
-
-    fn finish(state: Vec<u8>, _: Window) -> Result<Option<f64>, String> {
-        let (total, count) = read(&state)?;
+    fn finish(&Totals(total, count): &Totals, _: Window) -> Result<Option<f64>> {
         Ok((count > 0).then_some(total))
     }
 }
 
-export!(Sum);
+iot_plugin::export!(Sum);

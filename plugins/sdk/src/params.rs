@@ -1,0 +1,171 @@
+//! An output's parameters (`params = { from = "22:00" }` in the host's configuration),
+//! parsed into a typed struct before `init`. `#[derive(Params)]` writes the parser: each
+//! field is a parameter of the same name; `#[param(default = "…")]` makes it optional.
+//! An unknown, repeated, missing or unparsable parameter is an error that names it.
+
+use std::str::FromStr;
+
+use crate::{Error, Result, DAY_MS};
+
+/// Parameters parsed from the host's (key, value) pairs, in any order.
+pub trait Params: Sized {
+    fn parse(pairs: &[(String, String)]) -> Result<Self>;
+}
+
+/// No parameters: any given is an error (a typo would otherwise pass unnoticed).
+impl Params for () {
+    fn parse(pairs: &[(String, String)]) -> Result<()> {
+        match pairs.first() {
+            None => Ok(()),
+            Some((key, _)) => Err(Error::new(format!("takes no parameters, got {key:?}"))),
+        }
+    }
+}
+
+/// A parameter's value parsed from its text. The error says what was expected; the caller
+/// adds which parameter and what text.
+pub trait FromParam: Sized {
+    fn from_param(text: &str) -> Result<Self, String>;
+}
+
+macro_rules! parsed_params {
+    ($($ty:ty => $what:literal),*) => {$(
+        impl FromParam for $ty {
+            fn from_param(text: &str) -> Result<Self, String> {
+                <$ty>::from_str(text.trim()).map_err(|_| $what.to_owned())
+            }
+        }
+    )*};
+}
+
+parsed_params!(
+    u32 => "a whole number from 0 to 4294967295",
+    u64 => "a whole number of 0 or more",
+    i64 => "a whole number",
+    bool => "true or false"
+);
+
+impl FromParam for f64 {
+    fn from_param(text: &str) -> Result<Self, String> {
+        match f64::from_str(text.trim()) {
+            Ok(value) if value.is_finite() => Ok(value),
+            _ => Err("a finite number".to_owned()),
+        }
+    }
+}
+
+impl FromParam for String {
+    fn from_param(text: &str) -> Result<Self, String> {
+        Ok(text.to_owned())
+    }
+}
+
+/// A time of day, `"HH:MM"` from `00:00` to `23:59`, as milliseconds since midnight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct TimeOfDay(u32);
+
+impl TimeOfDay {
+    pub fn from_ms(ms: u32) -> Option<TimeOfDay> {
+        (i64::from(ms) < DAY_MS).then_some(TimeOfDay(ms))
+    }
+
+    pub fn ms(self) -> u32 {
+        self.0
+    }
+
+    /// The time of day (UTC) of an instant in ms since the epoch, before 1970 included.
+    pub fn of_instant(ts_ms: i64) -> TimeOfDay {
+        TimeOfDay(ts_ms.rem_euclid(DAY_MS) as u32)
+    }
+}
+
+impl FromParam for TimeOfDay {
+    fn from_param(text: &str) -> Result<Self, String> {
+        let bad = || "a time of day \"HH:MM\" (00:00 to 23:59)".to_owned();
+        let (hours, minutes) = text.split_once(':').ok_or_else(bad)?;
+        let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(hours) || !two_digits(minutes) {
+            return Err(bad());
+        }
+        let (hours, minutes): (u32, u32) = (hours.parse().unwrap(), minutes.parse().unwrap());
+        if hours > 23 || minutes > 59 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay((hours * 60 + minutes) * 60_000))
+    }
+}
+
+/// For `#[derive(Params)]`: the value of `key`, parsed, or `default` parsed if absent.
+#[doc(hidden)]
+pub fn field<T: FromParam>(
+    pairs: &[(String, String)],
+    key: &str,
+    default: Option<&str>,
+) -> Result<T> {
+    let mut given = pairs.iter().filter(|(k, _)| k == key).map(|(_, v)| v);
+    let text = match (given.next(), given.next()) {
+        (Some(_), Some(_)) => return Err(Error::new(format!("parameter {key} is given twice"))),
+        (Some(text), None) => text.as_str(),
+        (None, _) => default.ok_or_else(|| Error::new(format!("parameter {key} is required")))?,
+    };
+    T::from_param(text)
+        .map_err(|expected| Error::new(format!("parameter {key} = {text:?} is not {expected}")))
+}
+
+/// For `#[derive(Params)]`: fails on a key that is not one of `known`.
+#[doc(hidden)]
+pub fn only(pairs: &[(String, String)], known: &[&str]) -> Result<()> {
+    match pairs.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some((key, _)) => Err(Error::new(format!(
+            "unknown parameter {key:?}; it takes {}",
+            known.join(", ")
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_time_of_day_is_hours_and_minutes() {
+        assert_eq!(TimeOfDay::from_param("02:30").unwrap().ms(), 150 * 60_000);
+        assert_eq!(TimeOfDay::from_param("23:59").unwrap().ms(), 1439 * 60_000);
+        for bad in ["24:00", "2:30", "02:60", "02-30", "", "ab:cd"] {
+            assert!(TimeOfDay::from_param(bad).is_err(), "{bad}");
+        }
+        assert_eq!(TimeOfDay::of_instant(-1).ms(), (DAY_MS - 1) as u32);
+    }
+
+    #[test]
+    fn a_field_is_parsed_defaulted_or_refused_by_name() {
+        let given = pairs(&[("limit", "2.5")]);
+        assert_eq!(field::<f64>(&given, "limit", None).unwrap(), 2.5);
+        assert_eq!(field::<f64>(&given, "other", Some("1")).unwrap(), 1.0);
+        let err = field::<f64>(&given, "other", None).unwrap_err();
+        assert_eq!(err.message(), "parameter other is required");
+        let err = field::<u32>(&given, "limit", None).unwrap_err();
+        assert!(err
+            .message()
+            .starts_with("parameter limit = \"2.5\" is not a whole number"));
+        let twice = pairs(&[("limit", "1"), ("limit", "2")]);
+        assert!(field::<f64>(&twice, "limit", None).is_err());
+    }
+
+    #[test]
+    fn unknown_parameters_are_refused_with_the_known_ones() {
+        let err = only(&pairs(&[("form", "1")]), &["from", "to"]).unwrap_err();
+        assert_eq!(
+            err.message(),
+            "unknown parameter \"form\"; it takes from, to"
+        );
+        assert!(<() as Params>::parse(&pairs(&[("x", "1")])).is_err());
+    }
+}
