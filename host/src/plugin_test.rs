@@ -19,7 +19,7 @@ use iot_protocol::record::parse_timestamp;
 use iot_protocol::time::{format_ts, interval_end_window_end, DAY_MS};
 
 use crate::config::PluginTestArgs;
-use crate::plugin::{PluginHost, PluginInstance, Sample, Window};
+use crate::plugin::{LoadedPlugin, PluginHost, PluginInstance, Sample, Window};
 
 /// What a window's value is expected to be: `--expect VALUE` (every window) or
 /// `--expect YYYY-MM-DD=VALUE` (the window of that day, named by its start).
@@ -33,11 +33,61 @@ pub struct Expectation {
 /// How far a value may be from the expected one: relative, for sums in another order.
 const TOLERANCE: f64 = 1e-9;
 
+/// One day window of [`fold_days`]: its value, or why the plugin could not give one.
+#[derive(Debug)]
+pub struct DayOutcome {
+    pub window: Window,
+    /// How many samples the window received.
+    pub samples: usize,
+    pub value: anyhow::Result<Option<f64>>,
+}
+
+/// The harness: runs `samples` through `plugin` one day window at a time, exactly as the
+/// host does (same loading, sandbox, limits and lowering), and checks in each window the
+/// WIT rule that folding in one batch, one sample at a time or in two batches gives the
+/// same accumulator bytes. Used by `iot-host plugin test` and by plugin tests
+/// (`host/tests/plugins.rs`).
+pub fn fold_days(
+    plugin: &LoadedPlugin,
+    params: &[(String, String)],
+    inputs: u32,
+    samples: &[Sample],
+) -> anyhow::Result<Vec<DayOutcome>> {
+    let info = plugin.info();
+    if !(info.min_inputs..=info.max_inputs).contains(&inputs) {
+        anyhow::bail!(
+            "plugin {} takes {}..={} inputs, not {inputs}",
+            info.name,
+            info.min_inputs,
+            info.max_inputs
+        );
+    }
+    let mut instance = plugin.instantiate()?;
+    let windows = into_windows(samples, info.includes_window_start);
+    Ok(windows
+        .iter()
+        .map(|(&end_ms, samples)| {
+            let window = Window {
+                start_ms: end_ms - DAY_MS,
+                end_ms,
+            };
+            DayOutcome {
+                window,
+                samples: samples.len(),
+                value: run_window(&mut instance, params, inputs, window, samples),
+            }
+        })
+        .collect())
+}
+
 /// Runs the test; prints one line per window and returns whether every check passed.
 pub fn run(args: &PluginTestArgs) -> anyhow::Result<bool> {
     let plugin = PluginHost::new(args.limits.limits())?.load_file(&args.file)?;
-    let info = plugin.info().clone();
     let samples = read_samples(&args.samples)?;
+    if samples.is_empty() {
+        anyhow::bail!("{} holds no readings", args.samples.display());
+    }
+    let info = plugin.info();
     let inputs = args.inputs.unwrap_or(info.min_inputs);
     if !(info.min_inputs..=info.max_inputs).contains(&inputs) {
         anyhow::bail!(
@@ -47,32 +97,23 @@ pub fn run(args: &PluginTestArgs) -> anyhow::Result<bool> {
             info.max_inputs
         );
     }
-    let windows = into_windows(&samples, info.includes_window_start);
-    if windows.is_empty() {
-        anyhow::bail!("{} holds no readings", args.samples.display());
-    }
-    let mut instance = plugin.instantiate()?;
+    let days = fold_days(&plugin, &args.params, inputs, &samples)?;
     let mut all_ok = true;
-    for (&end_ms, samples) in &windows {
-        let window = Window {
-            start_ms: end_ms - DAY_MS,
-            end_ms,
-        };
-        let outcome = run_window(&mut instance, args, inputs, window, samples);
-        let day = &format_ts(window.start_ms)[..10];
-        match outcome {
+    for day in days {
+        let date = &format_ts(day.window.start_ms)[..10];
+        match day.value {
             Ok(value) => {
-                let verdict = check(&args.expect, window.start_ms, value);
+                let verdict = check(&args.expect, day.window.start_ms, value);
                 all_ok &= verdict.is_ok();
                 let shown = value.map_or("no value".to_owned(), |v| v.to_string());
                 match verdict {
-                    Ok(()) => println!("ok   {day}  {shown}  ({} samples)", samples.len()),
-                    Err(why) => println!("FAIL {day}  {shown}  ({} samples): {why}", samples.len()),
+                    Ok(()) => println!("ok   {date}  {shown}  ({} samples)", day.samples),
+                    Err(why) => println!("FAIL {date}  {shown}  ({} samples): {why}", day.samples),
                 }
             }
             Err(e) => {
                 all_ok = false;
-                println!("FAIL {day}  {e:#}");
+                println!("FAIL {date}  {e:#}");
             }
         }
     }
@@ -83,12 +124,12 @@ pub fn run(args: &PluginTestArgs) -> anyhow::Result<bool> {
 /// folded one at a time and in two halves must give the same accumulator bytes.
 fn run_window(
     instance: &mut PluginInstance,
-    args: &PluginTestArgs,
+    params: &[(String, String)],
     inputs: u32,
     window: Window,
     samples: &[Sample],
 ) -> anyhow::Result<Option<f64>> {
-    let fresh = |instance: &mut PluginInstance| instance.init(&args.params, inputs, window);
+    let fresh = |instance: &mut PluginInstance| instance.init(params, inputs, window);
     let mut whole = fresh(instance)?;
     instance.fold(&mut whole, window, samples)?;
     let value = instance.finish(&whole, window)?;

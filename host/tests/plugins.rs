@@ -77,6 +77,73 @@ fn sum_in_order(values: &[f64]) -> f64 {
     values.iter().fold(0.0, |total, v| total + v)
 }
 
+// --- every plugin through the harness -----------------------------------------------------
+
+/// Days of readings for [`harness_readings`].
+const HARNESS_DAYS: i64 = 3;
+
+/// `inputs` series of 15-minute readings over [`HARNESS_DAYS`] days from `DAY`'s start,
+/// values varying (some zero, so night-count has something to skip).
+fn harness_readings(inputs: u32) -> Vec<Sample> {
+    let steps = HARNESS_DAYS * DAY_MS / STEP_MS;
+    (1..=steps)
+        .flat_map(|k| {
+            let ts = DAY.start_ms + k * STEP_MS;
+            (0..inputs).map(move |input| {
+                Sample::new(input, ts, ((k * 37 + input as i64) % 11) as f64 * 0.75)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_plugin_passes_the_harness_batching_check_over_days_of_readings() {
+    for name in PLUGINS {
+        let inputs = if name == "rest" { 2 } else { 1 };
+        let samples = harness_readings(inputs);
+        let days = iot_host::plugin_test::fold_days(&load(name), &[], inputs, &samples).unwrap();
+        assert!(days.len() as i64 >= HARNESS_DAYS, "{name}: {days:?}");
+        for day in &days {
+            // An error here is a failed call or the same samples batched otherwise giving
+            // other accumulator bytes.
+            assert!(
+                day.value.is_ok(),
+                "{name}, window {:?}: {:?}",
+                day.window,
+                day.value
+            );
+        }
+        if name == "sum" {
+            for day in days {
+                let expected: Vec<f64> = samples
+                    .iter()
+                    .filter(|s| day.window.start_ms < s.ts_ms && s.ts_ms <= day.window.end_ms)
+                    .map(|s| s.value)
+                    .collect();
+                assert_eq!(day.value.unwrap(), Some(sum_in_order(&expected)));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_harness_reports_a_plugin_whose_result_depends_on_the_batching() {
+    let host = PluginHost::new(PluginLimits::default()).unwrap();
+    let sensitive = host.load_file(&fixture("misbehaving")).unwrap();
+    let params = [("mode".to_owned(), "batch-sensitive".to_owned())];
+    let days =
+        iot_host::plugin_test::fold_days(&sensitive, &params, 1, &harness_readings(1)).unwrap();
+    for day in days {
+        let err = day
+            .value
+            .expect_err("a batch-sensitive plugin must fail the check");
+        assert!(
+            err.to_string().contains("other accumulator bytes"),
+            "{err:#}"
+        );
+    }
+}
+
 // --- sum, mean, count -----------------------------------------------------------------
 
 #[test]

@@ -47,12 +47,20 @@ fn validate_passes_every_shipped_plugin_and_prints_its_info() {
         );
     }
     assert_eq!(text.matches("ok   ").count(), names.len(), "{text}");
-    let sum_report = || text.lines().skip_while(|l| !l.ends_with("sum.wasm")).skip(1);
+    let sum_report = || {
+        text.lines()
+            .skip_while(|l| !l.ends_with("sum.wasm"))
+            .skip(1)
+    };
     // The probe window folds 1, 2, …, 96: sum reports their total.
-    let probe = sum_report().find(|l| l.contains("probe window")).unwrap_or_default();
+    let probe = sum_report()
+        .find(|l| l.contains("probe window"))
+        .unwrap_or_default();
     assert!(probe.contains(&format!(": {} in", 96 * 97 / 2)), "{probe}");
     // A std plugin's stdio imports, each with what the sandbox gives it.
-    let imports = sum_report().find(|l| l.contains("imports:")).unwrap_or_default();
+    let imports = sum_report()
+        .find(|l| l.contains("imports:"))
+        .unwrap_or_default();
     assert!(
         imports.contains("wasi:cli/stderr@0.2.")
             && imports.contains("(captured into the errors of calls that trap)"),
