@@ -431,6 +431,20 @@ pub enum PluginCommand {
     /// --expect, and checks that folding in one batch or several gives the same bytes.
     /// Exits non-zero if a check fails.
     Test(PluginTestArgs),
+    /// Creates a new plugin crate on the SDK (an aggregation with a parameter, its tests and
+    /// a day of readings) that builds, validates and passes its tests as it is.
+    New(PluginNewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name: lowercase letters, digits and dashes (the crate is
+    /// `plugin-NAME`, the build `NAME.wasm`).
+    pub name: String,
+    /// The folder to create it in (as `DIR/NAME`). In this repository's `plugins/` the crate
+    /// joins the workspace; elsewhere it is a workspace of its own.
+    #[arg(long, default_value = "plugins")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

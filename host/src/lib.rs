@@ -15,8 +15,8 @@
 //!   running concurrently; [`profile`]: where its time goes, per stage.
 //! - [`config`]: flags and file.
 //! - [`tap`]: `iot-host tap`, live-tailing the output topics.
-//! - [`validate`], [`plugin_test`]: the plugin author's tools (`iot-host validate`,
-//!   `iot-host plugin test`).
+//! - [`validate`], [`plugin_test`], [`plugin_new`]: the plugin author's tools (`iot-host validate`,
+//!   `iot-host plugin test`, `iot-host plugin new`).
 
 pub mod config;
 pub mod engine;
@@ -24,6 +24,7 @@ pub mod live;
 pub mod outage;
 pub mod pipeline;
 pub mod plugin;
+pub mod plugin_new;
 pub mod plugin_test;
 pub mod profile;
 pub mod publish;

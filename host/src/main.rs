@@ -50,6 +50,10 @@ async fn main() -> anyhow::Result<()> {
             let all_ok = iot_host::plugin_test::run(&args)?;
             std::process::exit(if all_ok { 0 } else { 1 });
         }
+        Some(Command::Plugin(PluginCommand::New(args))) => {
+            iot_host::plugin_new::run(&args)?;
+            return Ok(());
+        }
         None => {}
     }
     let config = HostConfig::from_cli(cli, &matches)?;

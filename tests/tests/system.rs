@@ -18,6 +18,7 @@ mod late_data;
 mod live_page;
 mod pipeline_matches_oracle;
 mod plugin_faults;
+mod plugin_new_command;
 mod plugin_test_command;
 mod redis_cluster_script;
 mod simulator_output;
