@@ -56,6 +56,8 @@ pub mod defaults {
 #[derive(Debug, Parser)]
 #[command(name = "iot-host", version, about)]
 #[command(args_conflicts_with_subcommands = true)]
+// A flag given twice takes its last value (scripts and tests add to a base command line).
+#[command(args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

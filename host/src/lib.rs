@@ -10,6 +10,7 @@
 //! - [`repartition`]: the repartition stage (`iot-host repartition`), other producers'
 //!   partition layouts → readings keyed by site, exactly once.
 //! - [`outage`]: Kafka and Redis outages, logged once when they start and once when they end.
+//! - [`metrics`]: the Prometheus metrics, every one defined there, served at `/metrics`.
 //! - [`live`]: the live page, pushing points over a WebSocket as they are stored.
 //! - [`runner`]: the batch loop wiring them together, a fold side and a durable side
 //!   running concurrently; [`profile`]: where its time goes, per stage.
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod engine;
 pub mod live;
+pub mod metrics;
 pub mod outage;
 pub mod pipeline;
 pub mod plugin;

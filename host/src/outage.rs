@@ -73,6 +73,12 @@ impl Outage {
             return;
         }
         self.failures.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::global()
+            .service_failures
+            .get_or_create(&crate::metrics::ServiceLabels {
+                service: self.service,
+            })
+            .inc();
         if state.since.is_none() {
             state.since = Some(Instant::now());
             tracing::warn!(
@@ -155,10 +161,16 @@ pub fn kafka_statistics(json: &[u8]) {
     let Ok(statistics) = serde_json::from_slice::<rdkafka::Statistics>(json) else {
         return;
     };
-    if statistics
-        .brokers
-        .values()
-        .any(|b| b.nodeid >= 0 && b.state == "UP")
+    kafka_brokers_seen(&statistics);
+}
+
+/// Ends a Kafka outage once the client's statistics show a broker up again.
+pub fn kafka_brokers_seen(statistics: &rdkafka::Statistics) {
+    if KAFKA.is_out()
+        && statistics
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP")
     {
         KAFKA.succeeded();
     }

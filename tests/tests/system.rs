@@ -16,6 +16,7 @@ mod hostile_plugins;
 mod hot_swap;
 mod late_data;
 mod live_page;
+mod metrics_endpoint;
 mod pipeline_matches_oracle;
 mod plugin_faults;
 mod plugin_new_command;

@@ -37,6 +37,19 @@ pub enum OutTopic {
     PluginErrors,
 }
 
+impl OutTopic {
+    /// The topic's role, as the `topic` label of the metrics (the default topic names;
+    /// the configured names may differ).
+    pub fn metric_label(self) -> &'static str {
+        match self {
+            OutTopic::Aggregates => "aggregates",
+            OutTopic::LateRejected => "late-rejected",
+            OutTopic::DeadLetter => "dead-letter",
+            OutTopic::PluginErrors => "plugin-errors",
+        }
+    }
+}
+
 /// One record for an output topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutRecord {

@@ -50,6 +50,13 @@ impl Engine {
             .to_string(),
         });
         if quarantine {
+            crate::metrics::global()
+                .plugin_quarantines
+                .get_or_create(&crate::metrics::PluginLabels {
+                    tenant: tenant_name.to_string(),
+                    plugin: spec.plugin.to_string(),
+                })
+                .inc();
             tracing::error!(tenant = %tenant_name, plugin = %spec.plugin, build = %build, "plugin build quarantined after {QUARANTINE_AFTER} failures in a row: its outputs are held until a new build is deployed");
             self.effects.records.push(OutRecord {
                 topic: OutTopic::PluginErrors,

@@ -380,6 +380,12 @@ impl Engine {
         let mut new_builds = Vec::new();
         let t = &mut self.tenants[tenant];
         let (remap, report) = t.apply(build, &mut new_builds)?;
+        crate::metrics::global()
+            .swaps
+            .get_or_create(&crate::metrics::TenantLabels {
+                tenant: t.name.clone(),
+            })
+            .inc();
         self.effects.plugin_builds.extend(archive(new_builds));
         let mut in_use = HashSet::new();
         let mut moved = HashSet::new();

@@ -56,9 +56,11 @@ pub struct PluginVersion {
 }
 
 impl PluginVersion {
-    fn new(plugin: LoadedPlugin) -> Result<PluginVersion, PluginError> {
+    fn new(tenant: &str, plugin: LoadedPlugin) -> Result<PluginVersion, PluginError> {
+        let mut instance = plugin.instantiate()?;
+        instance.set_meter(crate::metrics::global().plugin_meter(tenant, plugin.name()));
         Ok(PluginVersion {
-            instance: plugin.instantiate()?,
+            instance,
             plugin,
             failures_in_a_row: 0,
             quarantined: false,
@@ -168,7 +170,7 @@ impl TenantState {
             return Ok(id);
         }
         self.versions
-            .push(Some(PluginVersion::new(plugin.clone())?));
+            .push(Some(PluginVersion::new(&self.name, plugin.clone())?));
         new_builds.push(plugin.clone());
         Ok((self.versions.len() - 1) as VersionId)
     }

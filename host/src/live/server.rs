@@ -1,5 +1,5 @@
 //! HTTP routes of the live page: `/` (the page), `/app.js`, `/api/sites`, `/api/series`,
-//! and `/ws` (points as they are written).
+//! and `/ws` (points as they are written); and `/metrics`, the host's Prometheus metrics.
 
 use std::net::SocketAddr;
 
@@ -56,6 +56,7 @@ pub async fn serve(
         .route("/api/sites", get(sites))
         .route("/api/series", get(series))
         .route("/ws", get(websocket))
+        .route("/metrics", get(metrics))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -157,4 +158,15 @@ async fn forward(mut socket: WebSocket, mut receiver: broadcast::Receiver<String
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
+}
+
+/// The host's Prometheus metrics (`metrics.rs`), in the text format.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::global().render(),
+    )
 }

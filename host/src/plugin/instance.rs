@@ -1,6 +1,7 @@
 //! One instantiated plugin and its calls, each under the fuel bound and memory cap.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
@@ -13,6 +14,7 @@ use super::lowering::SampleBatch;
 use super::sample::Sample;
 use super::sandbox;
 use super::stdio::CapturedOutput;
+use crate::metrics::PluginMeter;
 
 /// `fold`'s signature, with the samples lowered by [`SampleBatch`].
 type FoldParams<'a> = (&'a [u8], Window, SampleBatch<'a>);
@@ -37,6 +39,8 @@ pub struct PluginInstance {
     plugin: Arc<Inner>,
     /// `None` after a trap, until the next call re-creates it.
     live: Option<Live>,
+    /// Where its calls, fuel and memory are counted (the engine's instances have one).
+    meter: Option<PluginMeter>,
 }
 
 struct Live {
@@ -48,8 +52,23 @@ struct Live {
 
 impl PluginInstance {
     pub(super) fn new(plugin: Arc<Inner>) -> Result<PluginInstance, PluginError> {
-        let live = Some(instantiate(&plugin)?);
-        Ok(PluginInstance { plugin, live })
+        let live = Some(instantiate(&plugin, None)?);
+        Ok(PluginInstance {
+            plugin,
+            live,
+            meter: None,
+        })
+    }
+
+    /// Counts this instance's calls, fuel and memory in `meter` from now on.
+    pub fn set_meter(&mut self, meter: PluginMeter) {
+        if let Some(live) = &mut self.live {
+            live.store
+                .data_mut()
+                .limiter
+                .report_memory_to(meter.memory.clone());
+        }
+        self.meter = Some(meter);
     }
 
     /// The file stem of the plugin this is an instance of.
@@ -148,7 +167,9 @@ impl PluginInstance {
     ) -> Result<T, PluginError> {
         let live = match &mut self.live {
             Some(live) => live,
-            None => self.live.insert(instantiate(&self.plugin)?),
+            None => self
+                .live
+                .insert(instantiate(&self.plugin, self.meter.as_ref())?),
         };
         if let Some(fuel) = self.plugin.limits.fuel_per_call {
             live.store
@@ -159,7 +180,19 @@ impl PluginInstance {
             live.store.set_epoch_deadline(ticks);
         }
         live.store.data_mut().output.clear();
-        match f(live) {
+        let started = self.meter.as_ref().map(|_| Instant::now());
+        let outcome = f(live);
+        if let (Some(meter), Some(started)) = (&self.meter, started) {
+            meter
+                .call(call)
+                .record(started.elapsed(), !matches!(outcome, Ok(Ok(_))));
+            if let (Some(budget), Ok(left)) =
+                (self.plugin.limits.fuel_per_call, live.store.get_fuel())
+            {
+                meter.fuel.inc_by(budget.saturating_sub(left));
+            }
+        }
+        match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(message)) => Err(PluginError::Returned {
                 plugin: self.plugin.name.clone(),
@@ -175,11 +208,15 @@ impl PluginInstance {
     }
 }
 
-fn instantiate(plugin: &Inner) -> Result<Live, PluginError> {
+fn instantiate(plugin: &Inner, meter: Option<&PluginMeter>) -> Result<Live, PluginError> {
+    let mut limiter = SandboxLimiter::new(&plugin.limits);
+    if let Some(meter) = meter {
+        limiter.report_memory_to(meter.memory.clone());
+    }
     let mut store = Store::new(
         plugin.pre.engine(),
         Sandbox {
-            limiter: SandboxLimiter::new(&plugin.limits),
+            limiter,
             output: CapturedOutput::default(),
         },
     );

@@ -76,6 +76,10 @@ pub(super) struct MemoryCapExceeded {
 /// gives a clear error instead of whatever the plugin's allocator does on failure.
 pub(super) struct SandboxLimiter {
     max_memory_bytes: usize,
+    /// Linear memory the instance has now.
+    memory_bytes: usize,
+    /// The plugin's memory gauge (`iot_plugin_memory_bytes`), once the instance has a meter.
+    memory_gauge: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 /// Table elements an instance may have (function references; plugins need a few dozen).
@@ -85,6 +89,24 @@ impl SandboxLimiter {
     pub fn new(limits: &PluginLimits) -> SandboxLimiter {
         SandboxLimiter {
             max_memory_bytes: limits.max_memory_bytes,
+            memory_bytes: 0,
+            memory_gauge: None,
+        }
+    }
+
+    /// Counts this instance's memory in `gauge` from now until it is dropped.
+    pub fn report_memory_to(&mut self, gauge: prometheus_client::metrics::gauge::Gauge) {
+        gauge.inc_by(self.memory_bytes as i64);
+        if let Some(old) = self.memory_gauge.replace(gauge) {
+            old.dec_by(self.memory_bytes as i64);
+        }
+    }
+}
+
+impl Drop for SandboxLimiter {
+    fn drop(&mut self) {
+        if let Some(gauge) = &self.memory_gauge {
+            gauge.dec_by(self.memory_bytes as i64);
         }
     }
 }
@@ -92,7 +114,7 @@ impl SandboxLimiter {
 impl ResourceLimiter for SandboxLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -101,6 +123,11 @@ impl ResourceLimiter for SandboxLimiter {
                 limit: self.max_memory_bytes,
                 wanted: desired,
             }));
+        }
+        let grown = desired.saturating_sub(current);
+        self.memory_bytes += grown;
+        if let Some(gauge) = &self.memory_gauge {
+            gauge.inc_by(grown as i64);
         }
         Ok(true)
     }

@@ -26,6 +26,7 @@
 //! Any other error ends the durable side with that error, and the host stops.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -41,7 +42,8 @@ use crate::store::{Store, StoreError};
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 
 pub(super) enum Job {
-    Batch(Effects),
+    /// A batch's effects, with when the fold side handed it over.
+    Batch(Effects, Instant),
     LoadCheckpoint(
         i32,
         oneshot::Sender<anyhow::Result<Option<PartitionCheckpoint>>>,
@@ -113,7 +115,7 @@ impl Durability {
         if effects.is_empty() {
             return Ok(());
         }
-        match self.jobs.try_send(Job::Batch(effects)) {
+        match self.jobs.try_send(Job::Batch(effects, Instant::now())) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(job)) => {
                 self.log_behind();
@@ -238,11 +240,12 @@ async fn publish_stage<P: Publisher>(
             // Between a loss and its resync, batches were built on the state the store
             // lost: they are folded and published again after the rebuild, so publishing
             // them now would only repeat records.
-            Job::Batch(effects)
+            Job::Batch(effects, _)
                 if !effects.records.is_empty() && losses.load(Ordering::Relaxed) == resyncs =>
             {
                 let _publishing = Stage::Publish.start();
                 publisher.publish(&effects.records).await?;
+                count_published(&effects.records);
             }
             Job::Resync => resyncs += 1,
             _ => {}
@@ -267,14 +270,17 @@ async fn store_stage<T: Store, O: CommitObserver>(
     while let Some(job) = jobs.recv().await {
         match job {
             // Built on the state the store lost, or on a partition taken over.
-            Job::Batch(effects) if discarding => store.keep_series(&effects.new_series),
-            Job::Batch(effects) => {
+            Job::Batch(effects, _) if discarding => store.keep_series(&effects.new_series),
+            Job::Batch(effects, submitted) => {
                 let written = {
                     let _storing = Stage::Store.start();
                     store.commit(&effects).await
                 };
                 match written {
                     Ok(()) => {
+                        crate::metrics::global()
+                            .batch_durable_seconds
+                            .observe(submitted.elapsed().as_secs_f64());
                         observer.committed(&effects);
                         let offsets = effects
                             .checkpoints
@@ -311,4 +317,24 @@ fn is_data_loss(error: &anyhow::Error) -> bool {
         error.downcast_ref::<StoreError>(),
         Some(StoreError::DataLost { .. } | StoreError::Fenced { .. })
     )
+}
+
+/// Adds a published batch's records to the per-topic counter (one add per topic).
+fn count_published(records: &[crate::engine::OutRecord]) {
+    use crate::engine::OutTopic;
+    let metrics = crate::metrics::global();
+    for topic in [
+        OutTopic::Aggregates,
+        OutTopic::LateRejected,
+        OutTopic::DeadLetter,
+        OutTopic::PluginErrors,
+    ] {
+        let n = records.iter().filter(|r| r.topic == topic).count() as u64;
+        if n > 0 {
+            let labels = crate::metrics::TopicLabels {
+                topic: topic.metric_label(),
+            };
+            metrics.records_published.get_or_create(&labels).inc_by(n);
+        }
+    }
 }

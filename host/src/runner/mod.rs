@@ -267,6 +267,8 @@ async fn fold_batch<S: Source>(
     if !rewound.is_empty() {
         records.retain(|r| !rewound.contains(&r.partition));
     }
+    let before = engine.stats().clone();
+    count_read(&records);
     for chunk in records.chunks(ACCEPT_CHUNK) {
         Stage::Accept.time(|| {
             for record in chunk {
@@ -277,7 +279,30 @@ async fn fold_batch<S: Source>(
         tokio::task::yield_now().await;
     }
     source.recycle(records);
-    durability.submit(engine.finish_batch()).await
+    // Finishing the batch emits the days it closed: counted with the rest.
+    let effects = engine.finish_batch();
+    crate::metrics::global().add_engine_progress(&before, engine.stats());
+    durability.submit(effects).await
+}
+
+/// Counts a batch's records per partition (one add per partition) and its size.
+fn count_read(records: &[SourceRecord]) {
+    if records.is_empty() {
+        return;
+    }
+    let metrics = crate::metrics::global();
+    metrics.batch_records.observe(records.len() as f64);
+    let mut partitions: Vec<(i32, u64)> = Vec::new();
+    for record in records {
+        match partitions.iter_mut().find(|(p, _)| *p == record.partition) {
+            Some((_, n)) => *n += 1,
+            None => partitions.push((record.partition, 1)),
+        }
+    }
+    for (partition, n) in partitions {
+        let labels = crate::metrics::PartitionLabels { partition };
+        metrics.records_read.get_or_create(&labels).inc_by(n);
+    }
 }
 
 /// Handles the reports already waiting, without waiting for more.

@@ -88,13 +88,37 @@ impl ClientContext for GroupContext {
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
-        crate::outage::kafka_statistics(statistics);
+        let Ok(statistics) = serde_json::from_slice::<rdkafka::Statistics>(statistics) else {
+            return;
+        };
+        crate::outage::kafka_brokers_seen(&statistics);
+        report_lag(&statistics);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         // End of partition is how the source knows it caught up, not a fault.
         if !is_end_of_partition(&error) {
             report_client_error(&error, reason);
+        }
+    }
+}
+
+/// Sets `iot_consumer_lag` from the client's statistics (every `STATISTICS_INTERVAL_MS`):
+/// each partition it reads has its lag; a partition it no longer reads loses its gauge.
+fn report_lag(statistics: &rdkafka::Statistics) {
+    let lag = &crate::metrics::global().consumer_lag;
+    for topic in statistics.topics.values() {
+        for (&partition, stats) in &topic.partitions {
+            if partition < 0 {
+                continue; // librdkafka's internal "unassigned" partition
+            }
+            let labels = crate::metrics::PartitionLabels { partition };
+            if stats.fetch_state == "none" {
+                lag.remove(&labels); // not read by this client (any more)
+            } else if stats.consumer_lag >= 0 {
+                // -1 until the client knows both its position and the partition's end.
+                lag.get_or_create(&labels).set(stats.consumer_lag);
+            }
         }
     }
 }
