@@ -10,6 +10,7 @@
 //! - [`repartition`]: the repartition stage as a process a test can kill.
 //! - [`progress`]: how many records a host under test made durable, and waits for more.
 //! - [`webdriver`]: headless Chromium for the live page's browser test.
+//! - [`prometheus`]: a Prometheus server scraping a test's host, for the metrics dashboard.
 //! - [`redis_read`]: reading stored series back by label.
 
 pub mod fixture;
@@ -19,6 +20,7 @@ pub mod load;
 pub mod measure;
 pub mod oracle;
 pub mod progress;
+pub mod prometheus;
 pub mod redis_read;
 pub mod repartition;
 pub mod store_batches;

@@ -1,6 +1,7 @@
 //! `/metrics`: the host's Prometheus metrics, scraped while it runs and checked against
 //! what the test sent (records per partition, dead letters per reason, readings on time)
-//! and against what an independent reader finds on the output topics.
+//! and against what an independent reader finds on the output topics; then a real
+//! Prometheus scrapes the host and answers every query of the Grafana dashboard "IoT host".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use system_tests::fixture::{plugin_dir, repo_root, TestScope};
 use system_tests::harness::{produce, SystemTopics};
 use system_tests::live_host::LiveHost;
+use system_tests::prometheus::Prometheus;
 use system_tests::topic::read_all;
 use system_tests::webdriver::free_port;
 
@@ -98,7 +100,7 @@ async fn scrape_until(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_what_was_sent_and_what_the_topics_received() {
+async fn metrics_count_what_was_sent_and_prometheus_answers_every_dashboard_query() {
     let mut scope = TestScope::new("metrics_endpoint");
     let topics = SystemTopics::create(&mut scope, 2).await;
     let (site_a, site_b) = (format!("{}-a", scope.id), format!("{}-b", scope.id));
@@ -220,5 +222,47 @@ async fn metrics_count_what_was_sent_and_what_the_topics_received() {
             "{DASHBOARD} queries {name}, which /metrics does not expose: {families:?}"
         );
     }
+
+    // A real Prometheus scraping the host answers every panel's query with data.
+    let prometheus = Prometheus::start(&scope.id, &[addr.clone()]);
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 15, "{queries:?}");
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        host.assert_running();
+        let empty: Vec<(String, String)> = queries
+            .iter()
+            .filter_map(|(title, expr)| match prometheus.query(expr) {
+                Ok(series) if !series.is_empty() => None,
+                Ok(_) => Some((title.clone(), format!("{expr}: no series"))),
+                Err(e) => panic!("{DASHBOARD}, panel {title:?}: Prometheus refuses the query: {e}"),
+            })
+            .collect();
+        if empty.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "panels of {DASHBOARD} without data after {TIMEOUT:?} of scraping: {empty:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     host.stop().await;
+}
+
+/// Every (panel title, PromQL expression) of a Grafana dashboard.
+fn dashboard_queries(dashboard: &str) -> Vec<(String, String)> {
+    let dashboard: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            if let Some(expr) = target["expr"].as_str() {
+                queries.push((
+                    panel["title"].as_str().unwrap_or("").to_owned(),
+                    expr.to_owned(),
+                ));
+            }
+        }
+    }
+    queries
 }
