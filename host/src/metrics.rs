@@ -100,7 +100,9 @@ pub struct Metrics {
     pub plugin_calls: Family<PluginCallLabels, Counter>,
     /// Time per plugin call.
     pub plugin_call_seconds: HistogramFamily<PluginCallLabels>,
-    /// Plugin calls that failed (trap, fuel, memory, an error returned, a bad value).
+    /// Plugin calls that failed: a trap (fuel, memory or a bug) or an error returned. (A
+    /// non-finite value or an accumulator over the bound is found after the call; the
+    /// `plugin-errors` topic has those.)
     pub plugin_failures: Family<PluginCallLabels, Counter>,
     /// Fuel the plugin calls burnt (about one unit per WebAssembly instruction).
     pub plugin_fuel: Family<PluginLabels, Counter>,
