@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use iot_protocol::time::StampConvention;
 
-use crate::plugin::PluginLimits;
+use crate::plugin::{PluginLimits, WasiAccess};
 use crate::tenant::{load_tenants_file, SiteMatcher, TenantSpec};
 
 /// Every setting's default, shown by `iot-host --help` and used by the code: one place.
@@ -129,6 +129,12 @@ pub struct Cli {
     /// over it fails like a trap. Default for tenants that do not set their own.
     #[arg(long, default_value_t = defaults::MAX_STATE_BYTES)]
     pub max_state_bytes: usize,
+    /// The WASI plugins get: `deny-all` (none: a plugin importing clocks, randomness or
+    /// files is refused) or `deterministic` (fixed clocks, a fixed-seed random source, no
+    /// directory; for runtimes that import them). Default for tenants that do not set their
+    /// own.
+    #[arg(long, default_value = "deny-all", value_parser = parse_wasi)]
+    pub wasi: WasiAccess,
     /// Do not watch plugin folders and pipeline files (no hot swap).
     #[arg(long)]
     pub no_watch: bool,
@@ -197,6 +203,7 @@ struct FileConfig {
     wall_clock_per_call_ms: Option<u64>,
     max_memory_mib: Option<usize>,
     max_state_bytes: Option<usize>,
+    wasi: Option<String>,
     default_site: Option<String>,
     stamps: Option<StampConvention>,
     allowed_lateness: Option<String>,
@@ -321,6 +328,16 @@ impl HostConfig {
                 ),
                 wall_clock_per_call: (wall_clock_per_call_ms > 0)
                     .then(|| std::time::Duration::from_millis(wall_clock_per_call_ms)),
+                wasi: pick(
+                    matches,
+                    "wasi",
+                    cli.wasi,
+                    file.wasi
+                        .as_deref()
+                        .map(parse_wasi)
+                        .transpose()
+                        .map_err(|e| anyhow::anyhow!("wasi in the config file: {e}"))?,
+                ),
             },
             watch: !cli.no_watch,
             default_site: pick(matches, "default_site", cli.default_site, file.default_site),
@@ -483,6 +500,9 @@ pub struct PluginLimitArgs {
     /// Bytes one window's accumulator may have.
     #[arg(long, default_value_t = PluginLimits::DEFAULT_MAX_STATE_BYTES)]
     pub max_state_bytes: usize,
+    /// The WASI the plugin gets: `deny-all` or `deterministic` (the tenant's `wasi`).
+    #[arg(long, default_value = "deny-all", value_parser = parse_wasi)]
+    pub wasi: WasiAccess,
 }
 
 impl PluginLimitArgs {
@@ -492,8 +512,13 @@ impl PluginLimitArgs {
             max_memory_bytes: self.max_memory_mib << 20,
             max_state_bytes: self.max_state_bytes,
             wall_clock_per_call: None,
+            wasi: self.wasi,
         }
     }
+}
+
+fn parse_wasi(text: &str) -> Result<WasiAccess, String> {
+    text.parse()
 }
 
 #[derive(Debug, clap::Args)]

@@ -133,6 +133,8 @@ struct TenantEntry {
     wall_clock_per_call_ms: Option<u64>,
     max_memory_mib: Option<usize>,
     max_state_bytes: Option<usize>,
+    /// `"deny-all"` or `"deterministic"` (`plugin::WasiAccess`).
+    wasi: Option<String>,
 }
 
 /// Reads a tenants file. Relative paths are relative to the file's folder; limits left
@@ -180,6 +182,12 @@ fn parse_tenants(
                     Some(ms) => Some(std::time::Duration::from_millis(ms)),
                     None => defaults.wall_clock_per_call,
                 },
+                wasi: match &entry.wasi {
+                    Some(text) => text
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("tenant {:?}: {e}", entry.name))?,
+                    None => defaults.wasi,
+                },
             },
             name: entry.name,
         });
@@ -213,6 +221,7 @@ mod tests {
             fuel_per_call = 1000
             wall_clock_per_call_ms = 250
             max_memory_mib = 8
+            wasi = "deterministic"
             [[tenant]]
             name = "rest"
             sites = ["*"]
@@ -230,6 +239,17 @@ mod tests {
             Some(std::time::Duration::from_millis(250))
         );
         assert_eq!(specs[0].limits.max_memory_bytes, 8 << 20);
+        assert_eq!(specs[0].limits.wasi, crate::plugin::WasiAccess::Deterministic);
+        assert_eq!(specs[1].limits.wasi, crate::plugin::WasiAccess::DenyAll);
+        let bad = r#"
+            [[tenant]]
+            name = "acme"
+            sites = ["*"]
+            plugins = "p"
+            wasi = "everything"
+        "#;
+        let err = parse_tenants(bad, Path::new("/"), PluginLimits::default()).unwrap_err();
+        assert!(format!("{err:#}").contains("\"deterministic\""), "{err:#}");
         assert_eq!(specs[1].plugin_dir, PathBuf::from("/abs/plugins"));
         assert_eq!(specs[1].pipeline_file, None);
         assert_eq!(specs[1].limits, PluginLimits::default());

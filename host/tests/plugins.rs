@@ -14,7 +14,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::common::{fixture, plugin_dir, PLUGINS};
-use iot_host::plugin::{LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, Window};
+use iot_host::plugin::{
+    LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, WasiAccess, Window,
+};
 
 const DAY_MS: i64 = 86_400_000;
 const STEP_MS: i64 = 900_000;
@@ -658,6 +660,7 @@ const TEST_LIMITS: PluginLimits = PluginLimits {
     max_memory_bytes: 24 << 20,
     max_state_bytes: 64 << 10,
     wall_clock_per_call: None,
+    wasi: WasiAccess::DenyAll,
 };
 
 fn hostile() -> LoadedPlugin {
@@ -694,6 +697,34 @@ fn a_plugin_that_reads_the_clock_is_refused_at_load_naming_the_import() {
     };
     assert!(import.starts_with("wasi:clocks/"), "{err}");
     assert!(err.to_string().contains("no clocks"), "{err}");
+}
+
+/// 2000-01-01T00:00:00Z in ms: what the deterministic wall clock reads.
+const Y2K_MS: u128 = 946_684_800_000;
+
+#[test]
+fn a_plugin_that_reads_the_clock_sees_a_fixed_time_under_deterministic_wasi() {
+    let host = PluginHost::new(PluginLimits {
+        wasi: WasiAccess::Deterministic,
+        ..TEST_LIMITS
+    })
+    .unwrap();
+    let plugin = host.load_file(&fixture("clock-reader")).unwrap();
+    let imports: Vec<(&str, &str)> = plugin.imports().collect();
+    assert!(
+        imports
+            .iter()
+            .any(|(i, given)| i.starts_with("wasi:clocks/wall-clock@")
+                && given.contains("2000-01-01")),
+        "{imports:?}"
+    );
+    let mut instance = plugin.instantiate().unwrap();
+    // The fixture's accumulator is the wall clock's reading in ms: the same in every call.
+    for _ in 0..2 {
+        let mut state = instance.init(&[], 1, DAY).unwrap();
+        instance.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
+        assert_eq!(state, Y2K_MS.to_le_bytes().to_vec());
+    }
 }
 
 #[test]

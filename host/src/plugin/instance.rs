@@ -7,6 +7,7 @@ use wasmtime::component::{Func, TypedFunc};
 use wasmtime::{Store, Trap};
 
 use super::bindings::{Aggregation, PluginInfo, Window};
+use super::deterministic::CallDeterminism;
 use super::error::PluginError;
 use super::limits::{MemoryCapExceeded, SandboxLimiter};
 use super::loader::Inner;
@@ -25,6 +26,8 @@ type FoldResults = (Result<Vec<u8>, String>,);
 pub(crate) struct Sandbox {
     limiter: SandboxLimiter,
     pub(super) output: CapturedOutput,
+    /// The deterministic clocks and randomness, for a tenant that opted into them.
+    pub(super) determinism: CallDeterminism,
 }
 
 /// A live plugin instance: its own store, memory and limits. `Send`, not shared: each user
@@ -183,6 +186,7 @@ impl PluginInstance {
             live.store.set_epoch_deadline(ticks);
         }
         live.store.data_mut().output.clear();
+        live.store.data_mut().determinism.reset();
         self.calls = self.calls.wrapping_add(1);
         let timed = self.meter.is_some() && self.calls % PluginMeter::TIME_ONE_CALL_IN == 1;
         let started = timed.then(Instant::now);
@@ -222,6 +226,7 @@ fn instantiate(plugin: &Inner, meter: Option<&PluginMeter>) -> Result<Live, Plug
         Sandbox {
             limiter,
             output: CapturedOutput::default(),
+            determinism: CallDeterminism::default(),
         },
     );
     store.limiter(|sandbox| &mut sandbox.limiter);

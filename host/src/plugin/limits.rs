@@ -27,6 +27,43 @@ pub struct PluginLimits {
     /// at most sites × outputs × open days × this. It does not bound the readings a held
     /// window keeps (those are input, bounded by the allowed lateness).
     pub max_state_bytes: usize,
+    /// Which WASI the sandbox gives plugins: none (the default), or deterministic clocks,
+    /// randomness and an empty filesystem for runtimes that import them (`deterministic.rs`).
+    pub wasi: WasiAccess,
+}
+
+/// The WASI a tenant's plugins get (`wasi = "deny-all" | "deterministic"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WasiAccess {
+    /// No capability: importing clocks, randomness, files or sockets refuses the plugin.
+    #[default]
+    DenyAll,
+    /// Clocks that always read the same, a fixed-seed random source, no preopened
+    /// directory; sockets and HTTP still refused.
+    Deterministic,
+}
+
+impl WasiAccess {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WasiAccess::DenyAll => "deny-all",
+            WasiAccess::Deterministic => "deterministic",
+        }
+    }
+}
+
+impl std::str::FromStr for WasiAccess {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<WasiAccess, String> {
+        match text {
+            "deny-all" => Ok(WasiAccess::DenyAll),
+            "deterministic" => Ok(WasiAccess::Deterministic),
+            other => Err(format!(
+                "wasi {other:?}: use \"deny-all\" (the default) or \"deterministic\""
+            )),
+        }
+    }
 }
 
 impl PluginLimits {
@@ -59,6 +96,7 @@ impl Default for PluginLimits {
             wall_clock_per_call: None,
             max_memory_bytes: Self::DEFAULT_MAX_MEMORY_BYTES,
             max_state_bytes: Self::DEFAULT_MAX_STATE_BYTES,
+            wasi: WasiAccess::DenyAll,
         }
     }
 }

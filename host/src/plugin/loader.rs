@@ -72,7 +72,7 @@ impl PluginHost {
                 detail: e.to_string(),
             }
         })?;
-        let linker = sandbox::linker_for(name, &self.engine, &component)?;
+        let linker = sandbox::linker_for(name, &self.engine, &component, self.limits.wasi)?;
         // Say what the component does export: a plugin built against another version of
         // the WIT shows up as `iot:aggregation/fold@<other version>`.
         let imports: Vec<String> = component

@@ -15,9 +15,12 @@
 //! naming the import (`sandbox.rs`). Of the `wasi:cli`/`wasi:io` interfaces Rust's std
 //! adds to every wasip2 component, stdout and stderr are captured into the errors of the
 //! plugin's calls (so a panic's message reaches the operator) and the environment is
-//! empty (`stdio.rs`); the rest are stubs that trap when called.
+//! empty (`stdio.rs`); the rest are stubs that trap when called. A tenant may opt into
+//! deterministic clocks, randomness and an empty filesystem (`WasiAccess::Deterministic`,
+//! `deterministic.rs`) for plugin runtimes that import them.
 
 mod bindings;
+mod deterministic;
 mod error;
 mod instance;
 mod limits;
@@ -30,7 +33,7 @@ mod stdio;
 pub use bindings::{PluginInfo, Window};
 pub use error::{bounded_message, PluginError};
 pub use instance::PluginInstance;
-pub use limits::PluginLimits;
+pub use limits::{PluginLimits, WasiAccess};
 pub use loader::{build_hash, LoadedPlugin, PluginHost};
 pub use sample::Sample;
 

@@ -12,22 +12,29 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
+use super::deterministic;
 use super::error::PluginError;
 use super::instance::Sandbox;
+use super::limits::WasiAccess;
 use super::stdio;
 
 /// Interface families that give a plugin a capability, with why plugins may not have it.
 const CAPABILITIES: [(&str, &str); 5] = [
-    ("wasi:filesystem/", "no file access"),
+    (
+        "wasi:filesystem/",
+        "no file access (a tenant may opt into wasi = \"deterministic\": no directory to open)",
+    ),
     ("wasi:sockets/", "no network access"),
     ("wasi:http/", "no network access"),
     (
         "wasi:clocks/",
-        "no clocks: outputs must depend only on the readings",
+        "no clocks: outputs must depend only on the readings (a tenant may opt into \
+         wasi = \"deterministic\": clocks that always read the same)",
     ),
     (
         "wasi:random/",
-        "no randomness: outputs must depend only on the readings",
+        "no randomness: outputs must depend only on the readings (a tenant may opt into \
+         wasi = \"deterministic\": a fixed-seed source)",
     ),
 ];
 
@@ -52,6 +59,7 @@ pub(super) fn linker_for(
     plugin: &str,
     engine: &Engine,
     component: &Component,
+    wasi: WasiAccess,
 ) -> Result<Linker<Sandbox>, PluginError> {
     let mut linker = Linker::new(engine);
     let cannot_link = |e: wasmtime::Error| PluginError::WrongInterface {
@@ -61,9 +69,14 @@ pub(super) fn linker_for(
     let mut any = false;
     for (import, item) in component.component_type().imports(engine) {
         any = true;
+        let deterministic = wasi == WasiAccess::Deterministic
+            && deterministic::ACCEPTED
+                .iter()
+                .any(|f| import.starts_with(f));
         if let Some((_, why)) = CAPABILITIES
             .iter()
             .find(|(family, _)| import.starts_with(family))
+            .filter(|_| !deterministic)
         {
             return Err(PluginError::ForbiddenImport {
                 plugin: plugin.to_owned(),
@@ -71,7 +84,7 @@ pub(super) fn linker_for(
                 why,
             });
         }
-        let stubbed = TRAPPING_STUBS.iter().any(|i| import.starts_with(i))
+        let stubbed = (deterministic || TRAPPING_STUBS.iter().any(|i| import.starts_with(i)))
             && matches!(item.ty, ComponentItem::ComponentInstance(_));
         if !stubbed {
             return Err(PluginError::ForbiddenImport {
@@ -81,6 +94,9 @@ pub(super) fn linker_for(
             });
         }
         stdio::define(&mut linker, import).map_err(cannot_link)?;
+        if deterministic {
+            deterministic::define(&mut linker, import).map_err(cannot_link)?;
+        }
     }
     if any {
         linker
@@ -109,7 +125,15 @@ pub fn import_use(import: &str) -> &'static str {
     } else if family("wasi:cli/environment@") {
         "empty"
     } else if family("wasi:io/") {
-        "for stdout and stderr only"
+        "for stdout, stderr and timers only"
+    } else if family("wasi:clocks/wall-clock@") {
+        "deterministic: always 2000-01-01T00:00:00Z"
+    } else if family("wasi:clocks/monotonic-clock@") {
+        "deterministic: 1 ms per reading from 0 in each call"
+    } else if family("wasi:random/") {
+        "deterministic: the same fixed-seed sequence in each call"
+    } else if family("wasi:filesystem/") {
+        "no directory to open"
     } else {
         "traps if called"
     }

@@ -49,11 +49,11 @@ impl CapturedOutput {
 }
 
 /// `wasi:io/streams` `output-stream`: stdout and stderr, both captured.
-struct OutputStream;
+pub(super) struct OutputStream;
 /// `wasi:io/error` `error`: never made (a captured write does not fail).
-struct IoError;
+pub(super) struct IoError;
 /// `wasi:io/poll` `pollable` of an output stream: always ready (the capture never blocks).
-struct Pollable;
+pub(super) struct Pollable;
 
 /// `wasi:io/streams` `stream-error`, for the functions' types.
 #[derive(ComponentType, Lift, Lower)]
