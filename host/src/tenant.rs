@@ -239,7 +239,10 @@ mod tests {
             Some(std::time::Duration::from_millis(250))
         );
         assert_eq!(specs[0].limits.max_memory_bytes, 8 << 20);
-        assert_eq!(specs[0].limits.wasi, crate::plugin::WasiAccess::Deterministic);
+        assert_eq!(
+            specs[0].limits.wasi,
+            crate::plugin::WasiAccess::Deterministic
+        );
         assert_eq!(specs[1].limits.wasi, crate::plugin::WasiAccess::DenyAll);
         let bad = r#"
             [[tenant]]

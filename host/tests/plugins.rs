@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::common::{fixture, plugin_dir, PLUGINS};
+use crate::common::{fixture, plugin_dir, python_mean, PLUGINS};
 use iot_host::plugin::{
     LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, WasiAccess, Window,
 };
@@ -725,6 +725,41 @@ fn a_plugin_that_reads_the_clock_sees_a_fixed_time_under_deterministic_wasi() {
         instance.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
         assert_eq!(state, Y2K_MS.to_le_bytes().to_vec());
     }
+}
+
+#[test]
+fn the_python_mean_is_refused_by_default_and_under_deterministic_wasi_equals_the_rust_mean() {
+    let denied = PluginHost::new(PluginLimits::default()).unwrap();
+    let err = denied.load_file(python_mean()).unwrap_err();
+    assert!(matches!(err, PluginError::ForbiddenImport { .. }), "{err}");
+    assert!(err.to_string().contains("deterministic"), "{err}");
+
+    let host = PluginHost::new(PluginLimits {
+        wasi: WasiAccess::Deterministic,
+        ..PluginLimits::default()
+    })
+    .unwrap();
+    let python = host.load_file(python_mean()).unwrap();
+    let rust = load("mean");
+    assert_eq!(python.info(), rust.info());
+    // Day windows through the harness (its batching check included): bit for bit the same.
+    let samples = harness_readings(1);
+    let python_days = iot_host::plugin_test::fold_days(&python, &[], 1, &samples).unwrap();
+    let rust_days = iot_host::plugin_test::fold_days(&rust, &[], 1, &samples).unwrap();
+    assert_eq!(python_days.len(), rust_days.len());
+    for (py, rs) in python_days.into_iter().zip(rust_days) {
+        let bits = |v: anyhow::Result<Option<f64>>| v.unwrap().map(f64::to_bits);
+        assert_eq!(bits(py.value), bits(rs.value), "window {:?}", py.window);
+    }
+    // The same accumulator layout: folded in Python, finished in Rust.
+    let mut folder = python.instantiate().unwrap();
+    let mut state = folder.init(&[], 1, DAY).unwrap();
+    folder.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
+    let mut finisher = rust.instantiate().unwrap();
+    assert_eq!(
+        finisher.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&VALUES) / VALUES.len() as f64)
+    );
 }
 
 #[test]

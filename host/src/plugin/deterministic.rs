@@ -14,11 +14,11 @@
 //! Under the default policy (deny-all) none of this is linked and a component importing
 //! these interfaces is refused at load.
 
-use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType};
+use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource};
 use wasmtime::StoreContextMut;
 
 use super::instance::Sandbox;
-use super::stdio::{IoError, OutputStream, Pollable};
+use super::stdio::Pollable;
 
 /// What the wall clock reads: 2000-01-01T00:00:00Z.
 pub const FIXED_WALL_CLOCK_SECONDS: u64 = 946_684_800;
@@ -78,10 +78,17 @@ struct Datetime {
 }
 
 /// `wasi:filesystem/types` `descriptor`: never made (there is no preopened directory).
-struct Descriptor;
+pub(super) struct Descriptor;
 
-/// Import families the deterministic policy accepts, by name prefix.
-pub(super) const ACCEPTED: [&str; 3] = ["wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+/// Import families the deterministic policy accepts, by name prefix. Sockets are accepted
+/// only as stubs that trap when called (runtimes import them whether or not a plugin opens
+/// one): no call of theirs does anything.
+pub(super) const ACCEPTED: [&str; 4] = [
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
 
 /// Defines this module's functions for one imported instance `import`; does nothing for
 /// other imports.
@@ -102,7 +109,6 @@ pub(super) fn define(linker: &mut Linker<Sandbox>, import: &str) -> wasmtime::Re
         })?;
     } else if family("wasi:clocks/monotonic-clock@0.2.") {
         let mut clock = linker.instance(import)?;
-        clock.resource("pollable", ResourceType::host::<Pollable>(), |_, _| Ok(()))?;
         clock.func_wrap("now", |mut store: StoreContextMut<'_, Sandbox>, ()| {
             Ok((store.data_mut().determinism.next_monotonic(),))
         })?;
@@ -126,23 +132,8 @@ pub(super) fn define(linker: &mut Linker<Sandbox>, import: &str) -> wasmtime::Re
         linker
             .instance(import)?
             .func_wrap("insecure-seed", |_, ()| Ok(((SEED, !SEED),)))?;
-    } else if family("wasi:filesystem/types@0.2.") {
-        // Re-exported resource types: the same host types as where they come from.
-        let mut types = linker.instance(import)?;
-        types.resource("descriptor", ResourceType::host::<Descriptor>(), |_, _| {
-            Ok(())
-        })?;
-        types.resource(
-            "output-stream",
-            ResourceType::host::<OutputStream>(),
-            |_, _| Ok(()),
-        )?;
-        types.resource("error", ResourceType::host::<IoError>(), |_, _| Ok(()))?;
     } else if family("wasi:filesystem/preopens@0.2.") {
         let mut preopens = linker.instance(import)?;
-        preopens.resource("descriptor", ResourceType::host::<Descriptor>(), |_, _| {
-            Ok(())
-        })?;
         preopens.func_wrap("get-directories", |_, ()| {
             Ok((Vec::<(Resource<Descriptor>, String)>::new(),))
         })?;

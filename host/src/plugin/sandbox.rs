@@ -93,6 +93,9 @@ pub(super) fn linker_for(
                 why: "the host provides nothing but what the aggregation world declares",
             });
         }
+        if let ComponentItem::ComponentInstance(instance) = &item.ty {
+            define_resources(&mut linker, import, instance, engine).map_err(cannot_link)?;
+        }
         stdio::define(&mut linker, import).map_err(cannot_link)?;
         if deterministic {
             deterministic::define(&mut linker, import).map_err(cannot_link)?;
@@ -104,6 +107,35 @@ pub(super) fn linker_for(
             .map_err(cannot_link)?;
     }
     Ok(linker)
+}
+
+/// Defines the resource types the host implements in an imported instance: each under
+/// the same host type in every instance that has it, since interfaces re-export the types
+/// they use (`wasi:io/streams` has `error` and `pollable`, `wasi:cli/stderr` has
+/// `output-stream`, …) and a function's types must match wherever they come from. Other
+/// resources are left to the trapping stubs, which also give each one type everywhere.
+fn define_resources(
+    linker: &mut Linker<Sandbox>,
+    import: &str,
+    instance: &wasmtime::component::types::ComponentInstance,
+    engine: &Engine,
+) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    let mut defined = linker.instance(import)?;
+    for (name, item) in instance.exports(engine) {
+        if !matches!(item.ty, ComponentItem::Resource(_)) {
+            continue;
+        }
+        let ty = match name {
+            "pollable" => ResourceType::host::<stdio::Pollable>(),
+            "output-stream" => ResourceType::host::<stdio::OutputStream>(),
+            "error" => ResourceType::host::<stdio::IoError>(),
+            "descriptor" => ResourceType::host::<deterministic::Descriptor>(),
+            _ => continue,
+        };
+        defined.resource(name, ty, |_, _| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// The message of a trapping stub's error, `unknown import: `<name>` has not been defined`,

@@ -7,7 +7,7 @@
 //! names (and versions) it imports them with; every other function of those interfaces
 //! stays a trapping stub (`sandbox.rs`).
 
-use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource, ResourceType};
+use wasmtime::component::{ComponentType, Lift, Linker, Lower, Resource};
 use wasmtime::StoreContextMut;
 
 use super::instance::Sandbox;
@@ -79,13 +79,10 @@ const STDERR: u32 = 2;
 /// component imports it); does nothing for other imports.
 pub(super) fn define(linker: &mut Linker<Sandbox>, import: &str) -> wasmtime::Result<()> {
     let family = |prefix: &str| import.starts_with(prefix);
-    if family("wasi:io/error@0.2.") {
-        linker
-            .instance(import)?
-            .resource("error", ResourceType::host::<IoError>(), |_, _| Ok(()))?;
-    } else if family("wasi:io/poll@0.2.") {
+    // The resource types (`error`, `pollable`, `output-stream`) are defined for every
+    // instance that has them by `sandbox::define_resources`.
+    if family("wasi:io/poll@0.2.") {
         let mut poll = linker.instance(import)?;
-        poll.resource("pollable", ResourceType::host::<Pollable>(), |_, _| Ok(()))?;
         poll.func_wrap("[method]pollable.ready", |_, _: (Resource<Pollable>,)| {
             Ok((true,))
         })?;
@@ -100,21 +97,11 @@ pub(super) fn define(linker: &mut Linker<Sandbox>, import: &str) -> wasmtime::Re
         define_streams(linker, import)?;
     } else if family("wasi:cli/stdout@0.2.") {
         let mut stdout = linker.instance(import)?;
-        stdout.resource(
-            "output-stream",
-            ResourceType::host::<OutputStream>(),
-            |_, _| Ok(()),
-        )?;
         stdout.func_wrap("get-stdout", |_, ()| {
             Ok((Resource::<OutputStream>::new_own(STDOUT),))
         })?;
     } else if family("wasi:cli/stderr@0.2.") {
         let mut stderr = linker.instance(import)?;
-        stderr.resource(
-            "output-stream",
-            ResourceType::host::<OutputStream>(),
-            |_, _| Ok(()),
-        )?;
         stderr.func_wrap("get-stderr", |_, ()| {
             Ok((Resource::<OutputStream>::new_own(STDERR),))
         })?;
@@ -141,15 +128,6 @@ fn define_streams(linker: &mut Linker<Sandbox>, import: &str) -> wasmtime::Resul
         Ok((Ok(()),))
     }
     let mut streams = linker.instance(import)?;
-    // An instance re-exports the resource types it uses from others (`use error.{error}`):
-    // each one is defined here with the same host type as at its origin.
-    streams.resource("error", ResourceType::host::<IoError>(), |_, _| Ok(()))?;
-    streams.resource("pollable", ResourceType::host::<Pollable>(), |_, _| Ok(()))?;
-    streams.resource(
-        "output-stream",
-        ResourceType::host::<OutputStream>(),
-        |_, _| Ok(()),
-    )?;
     streams.func_wrap(
         "[method]output-stream.check-write",
         |_, _: (Resource<OutputStream>,)| -> StreamResult<u64> { Ok((Ok(WRITE_PERMIT),)) },

@@ -128,3 +128,47 @@ pub fn hvac1_reading(
             .into_bytes(),
     }
 }
+
+/// The Python `mean` (`plugins/python/mean`) made into a component by componentize-py
+/// (pinned in `scripts/versions.env`, installed by `scripts/setup python`), once per test
+/// process, into `target/test-python/mean.wasm`.
+pub fn python_mean() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let versions = std::fs::read_to_string(repo_root().join("scripts/versions.env"))
+            .expect("scripts/versions.env");
+        let version = versions
+            .lines()
+            .find_map(|l| l.strip_prefix("COMPONENTIZE_PY_VERSION="))
+            .expect("COMPONENTIZE_PY_VERSION in scripts/versions.env");
+        let cache = std::env::var_os("IOT_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/iot-stream")
+            });
+        let tool = cache.join(format!("componentize-py-{version}/bin/componentize-py"));
+        assert!(
+            tool.exists(),
+            "{} is missing: install it with scripts/setup python",
+            tool.display()
+        );
+        let out = repo_root().join("target/test-python");
+        std::fs::create_dir_all(&out).unwrap();
+        let wasm = out.join("mean.wasm");
+        let output = Command::new(&tool)
+            .arg("-d")
+            .arg(repo_root().join("wit"))
+            .args(["-w", "aggregation", "componentize", "app", "-p"])
+            .arg(repo_root().join("plugins/python/mean"))
+            .arg("-o")
+            .arg(&wasm)
+            .output()
+            .expect("componentize-py runs");
+        assert!(
+            output.status.success(),
+            "componentize-py could not build plugins/python/mean:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        wasm
+    })
+}
