@@ -10,7 +10,8 @@
 //!   call with the same arguments gets the same "random" bytes; not for secrets;
 //! - filesystem: no preopened directory, so nothing can be opened.
 //!
-//! Everything else of those interfaces traps (`sandbox.rs`). Sockets and HTTP stay refused.
+//! Everything else of those interfaces traps (`sandbox.rs`). Socket imports are accepted
+//! as stubs that trap when called (no connection can be made); HTTP stays refused.
 //! Under the default policy (deny-all) none of this is linked and a component importing
 //! these interfaces is refused at load.
 

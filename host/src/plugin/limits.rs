@@ -39,7 +39,7 @@ pub enum WasiAccess {
     #[default]
     DenyAll,
     /// Clocks that always read the same, a fixed-seed random source, no preopened
-    /// directory; sockets and HTTP still refused.
+    /// directory; sockets only as stubs that trap when called; HTTP still refused.
     Deterministic,
 }
 
