@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use crate::common::{fixture, plugin_dir, python_mean, PLUGINS};
+use crate::common::{fixture, js_mean, plugin_dir, python_mean, PLUGINS};
 use iot_host::plugin::{
     LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, WasiAccess, Window,
 };
@@ -727,10 +727,12 @@ fn a_plugin_that_reads_the_clock_sees_a_fixed_time_under_deterministic_wasi() {
     }
 }
 
-#[test]
-fn the_python_mean_is_refused_by_default_and_under_deterministic_wasi_equals_the_rust_mean() {
+/// A `mean` written in another language: refused under the default WASI (its runtime imports
+/// clocks, randomness, files); under the deterministic one it gives the Rust `mean`'s
+/// values bit for bit through the harness, and its accumulator is the Rust one's.
+fn assert_the_same_as_the_rust_mean(component: &Path) {
     let denied = PluginHost::new(PluginLimits::default()).unwrap();
-    let err = denied.load_file(python_mean()).unwrap_err();
+    let err = denied.load_file(component).unwrap_err();
     assert!(matches!(err, PluginError::ForbiddenImport { .. }), "{err}");
     assert!(err.to_string().contains("deterministic"), "{err}");
 
@@ -739,20 +741,20 @@ fn the_python_mean_is_refused_by_default_and_under_deterministic_wasi_equals_the
         ..PluginLimits::default()
     })
     .unwrap();
-    let python = host.load_file(python_mean()).unwrap();
+    let other = host.load_file(component).unwrap();
     let rust = load("mean");
-    assert_eq!(python.info(), rust.info());
+    assert_eq!(other.info(), rust.info());
     // Day windows through the harness (its batching check included): bit for bit the same.
     let samples = harness_readings(1);
-    let python_days = iot_host::plugin_test::fold_days(&python, &[], 1, &samples).unwrap();
+    let other_days = iot_host::plugin_test::fold_days(&other, &[], 1, &samples).unwrap();
     let rust_days = iot_host::plugin_test::fold_days(&rust, &[], 1, &samples).unwrap();
-    assert_eq!(python_days.len(), rust_days.len());
-    for (py, rs) in python_days.into_iter().zip(rust_days) {
+    assert_eq!(other_days.len(), rust_days.len());
+    for (o, r) in other_days.into_iter().zip(rust_days) {
         let bits = |v: anyhow::Result<Option<f64>>| v.unwrap().map(f64::to_bits);
-        assert_eq!(bits(py.value), bits(rs.value), "window {:?}", py.window);
+        assert_eq!(bits(o.value), bits(r.value), "window {:?}", o.window);
     }
-    // The same accumulator layout: folded in Python, finished in Rust.
-    let mut folder = python.instantiate().unwrap();
+    // The same accumulator layout: folded by the other build, finished by the Rust one.
+    let mut folder = other.instantiate().unwrap();
     let mut state = folder.init(&[], 1, DAY).unwrap();
     folder.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
     let mut finisher = rust.instantiate().unwrap();
@@ -760,6 +762,16 @@ fn the_python_mean_is_refused_by_default_and_under_deterministic_wasi_equals_the
         finisher.finish(&state, DAY).unwrap(),
         Some(sum_in_order(&VALUES) / VALUES.len() as f64)
     );
+}
+
+#[test]
+fn the_python_mean_is_refused_by_default_and_under_deterministic_wasi_equals_the_rust_mean() {
+    assert_the_same_as_the_rust_mean(python_mean());
+}
+
+#[test]
+fn the_javascript_mean_is_refused_by_default_and_under_deterministic_wasi_equals_the_rust_mean() {
+    assert_the_same_as_the_rust_mean(js_mean());
 }
 
 #[test]
