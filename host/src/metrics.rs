@@ -119,8 +119,8 @@ pub struct Metrics {
 
 impl Metrics {
     fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("iot");
-        let m = Metrics {
+        let mut m = Metrics {
+            registry: Registry::with_prefix("iot"),
             records_read: Family::default(),
             consumer_lag: Family::default(),
             readings: Family::default(),
@@ -139,9 +139,9 @@ impl Metrics {
             plugin_quarantines: Family::default(),
             swaps: Family::default(),
             service_failures: Family::default(),
-            registry: Registry::default(),
         };
-        let r = &mut registry;
+        // The registry holds clones of the families (they share their values).
+        let r = &mut m.registry;
         r.register(
             "records_read",
             "Records taken from the readings topic",
@@ -218,7 +218,7 @@ impl Metrics {
         for service in ["Kafka", "Redis"] {
             let _ = m.service_failures.get_or_create(&ServiceLabels { service });
         }
-        Metrics { registry, ..m }
+        m
     }
 
     /// The metrics in the Prometheus text format (OpenMetrics).

@@ -319,22 +319,20 @@ fn is_data_loss(error: &anyhow::Error) -> bool {
     )
 }
 
-/// Adds a published batch's records to the per-topic counter (one add per topic).
+/// Adds a published batch's records to the per-topic counter: one pass over the records,
+/// one add per topic.
 fn count_published(records: &[crate::engine::OutRecord]) {
-    use crate::engine::OutTopic;
-    let metrics = crate::metrics::global();
-    for topic in [
-        OutTopic::Aggregates,
-        OutTopic::LateRejected,
-        OutTopic::DeadLetter,
-        OutTopic::PluginErrors,
-    ] {
-        let n = records.iter().filter(|r| r.topic == topic).count() as u64;
-        if n > 0 {
-            let labels = crate::metrics::TopicLabels {
-                topic: topic.metric_label(),
-            };
-            metrics.records_published.get_or_create(&labels).inc_by(n);
+    let mut counts: Vec<(&'static str, u64)> = Vec::with_capacity(4);
+    for record in records {
+        let topic = record.topic.metric_label();
+        match counts.iter_mut().find(|(t, _)| *t == topic) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((topic, 1)),
         }
+    }
+    let published = &crate::metrics::global().records_published;
+    for (topic, n) in counts {
+        let labels = crate::metrics::TopicLabels { topic };
+        published.get_or_create(&labels).inc_by(n);
     }
 }
