@@ -292,6 +292,18 @@ pub fn fixture_plugin(name: &str) -> PathBuf {
     path
 }
 
+/// A plugin written in another language (`lang` is `python` or `js`), as
+/// `scripts/build-plugins --<lang>` installs it (the test command runs that before the tests).
+pub fn other_language_plugin(lang: &str, name: &str) -> PathBuf {
+    let path = plugin_dir().join(lang).join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: build it with scripts/build-plugins --{lang} {name}",
+        path.display()
+    );
+    path
+}
+
 /// A service of the local stack, for tests that take it away and bring it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LocalService {

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use iot_simulator::SimConfig;
-use system_tests::fixture::{fixture_plugin, plugin_dir, TestScope};
+use system_tests::fixture::{fixture_plugin, other_language_plugin, plugin_dir, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::{HostFiles, LiveHost, REFERENCE_PIPELINE};
 use system_tests::load::Load;
@@ -137,6 +137,8 @@ struct UnderLoad {
     topics: SystemTopics,
     files: HostFiles,
     log: PathBuf,
+    /// Flags added to the host's (e.g. `--wasi deterministic`).
+    host_args: Vec<&'static str>,
     host: Option<LiveHost>,
     conn: redis::aio::MultiplexedConnection,
     progress: Progress,
@@ -150,6 +152,10 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 
 impl UnderLoad {
     async fn start(name: &str) -> UnderLoad {
+        UnderLoad::start_with(name, &[]).await
+    }
+
+    async fn start_with(name: &str, host_args: &[&'static str]) -> UnderLoad {
         let serial = ONE_AT_A_TIME.lock().await;
         // Build the fixture plugins now, not while the load runs.
         fixture_plugin("sum-marked-v1");
@@ -165,6 +171,7 @@ impl UnderLoad {
             topics,
             files,
             log,
+            host_args: host_args.to_vec(),
             host: None,
             conn,
             progress,
@@ -195,7 +202,7 @@ impl UnderLoad {
 
     async fn start_host(&mut self) {
         let (plugins, pipeline) = (self.files.plugins(), self.files.pipeline());
-        let args = [
+        let mut args = vec![
             "--plugins",
             plugins.to_str().unwrap(),
             "--pipeline",
@@ -203,6 +210,7 @@ impl UnderLoad {
             "--batch-size",
             HOST_BATCH,
         ];
+        args.extend(&self.host_args);
         let mut host = LiveHost::start(&self.scope, &self.topics, &self.log, &args);
         host.wait_for_log("host running", 1, EVENT_TIMEOUT).await;
         self.host = Some(host);
@@ -572,4 +580,45 @@ async fn a_new_plugin_deployed_by_copying_is_seen_in_redis_without_a_restart() {
         );
         assert_suffix_of(&night, &nights, &format!("{site} Mov1night:AggDay"));
     }
+}
+
+/// Plugins in Python and JavaScript (plugins/README.md) deploy like a Rust build: under
+/// load, the Python `mean` replaces the Rust one, then the JavaScript `mean` replaces the
+/// Python one. They keep the Rust `mean`'s accumulator bytes and state version, so each
+/// takes over the open windows of the one before (a window folded partly by all three
+/// languages), and every stored value equals the oracle's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn means_in_python_and_javascript_swapped_in_under_load_stay_exact() {
+    // Their runtimes import clocks, randomness and files: the tenant opts in.
+    let mut run = UnderLoad::start_with("other_languages", &["--wasi", "deterministic"]).await;
+    run.files
+        .deploy("mean", &other_language_plugin("python", "mean"));
+    run.wait_applied(1).await;
+    run.wait_for_more_stored(DAYS_STORED_AFTER, "days folded by the Python mean")
+        .await;
+    run.files.deploy("mean", &other_language_plugin("js", "mean"));
+    run.wait_applied(2).await;
+    let end = run.finish().await;
+
+    // The reference pipeline's outputs on `mean` (TH1 and TH2 day means) carried over.
+    let applied: Vec<&str> = end
+        .log
+        .lines()
+        .filter(|l| l.contains("applied a new build"))
+        .collect();
+    assert_eq!(applied.len(), 2, "two deploys applied; host log:\n{}", end.log);
+    for line in applied {
+        assert!(
+            line.contains(r#"("TH1:AggDay", true)"#) && !line.contains("false)"),
+            "open windows carried over to the new language's mean: {line}"
+        );
+    }
+    for trouble in ["refused", "quarantined", "trapped", "exceeded"] {
+        assert!(
+            !end.log.contains(trouble),
+            "the host log says {trouble:?}:\n{}",
+            end.log
+        );
+    }
+    assert_exact_except(&end.expected, &end.stored, |_| false);
 }

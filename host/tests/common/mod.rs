@@ -129,95 +129,32 @@ pub fn hvac1_reading(
     }
 }
 
-/// A version pinned in `scripts/versions.env`.
-fn pinned(name: &str) -> String {
-    let versions = std::fs::read_to_string(repo_root().join("scripts/versions.env"))
-        .expect("scripts/versions.env");
-    versions
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("{name} in scripts/versions.env"))
-        .to_owned()
-}
-
-/// A tool `scripts/setup <step>` installs under the cache (`IOT_CACHE_DIR`).
-fn cached_tool(relative: &str, step: &str) -> PathBuf {
-    let cache = std::env::var_os("IOT_CACHE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/iot-stream")
-        });
-    let tool = cache.join(relative);
-    assert!(
-        tool.exists(),
-        "{} is missing: install it with scripts/setup {step}",
-        tool.display()
-    );
-    tool
-}
-
-/// Runs a componentizing tool from the repository's root and panics with its output if it
-/// fails.
-fn componentize(what: &str, command: &mut Command) {
-    let output = command
-        .current_dir(repo_root())
+/// A plugin in another language, `plugins/<lang>/<name>`, made into a component by
+/// `scripts/build-plugins --<lang> <name>` (which installs the toolchain if missing and
+/// rebuilds only what changed), once per test process.
+fn other_language_plugin(lang: &str, name: &str) -> PathBuf {
+    let output = Command::new("bash")
+        .arg(repo_root().join("scripts/build-plugins"))
+        .args([format!("--{lang}"), name.to_owned()])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run the tool that builds {what}: {e}"));
+        .expect("bash runs scripts/build-plugins");
     assert!(
         output.status.success(),
-        "building {what} failed:\n{}{}",
+        "scripts/build-plugins --{lang} {name} failed:\n{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    repo_root().join(format!("target/plugins/{lang}/{name}.wasm"))
 }
 
-fn other_language_dir() -> PathBuf {
-    let out = repo_root().join("target/test-other-languages");
-    std::fs::create_dir_all(&out).unwrap();
-    out
-}
-
-/// The Python `mean` (`plugins/python/mean`) made into a component by componentize-py
-/// (installed by `scripts/setup python`), once per test process.
+/// The Python `mean` (`plugins/python/mean`, componentize-py).
 pub fn python_mean() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let version = pinned("COMPONENTIZE_PY_VERSION");
-        let tool = cached_tool(
-            &format!("componentize-py-{version}/bin/componentize-py"),
-            "python",
-        );
-        let wasm = other_language_dir().join("mean-py.wasm");
-        componentize(
-            "plugins/python/mean",
-            Command::new(tool)
-                .args(["-d", "wit", "-w", "aggregation", "componentize", "app"])
-                .args(["-p", "plugins/python/mean", "-o"])
-                .arg(&wasm),
-        );
-        wasm
-    })
+    BUILT.get_or_init(|| other_language_plugin("python", "mean"))
 }
 
-/// The JavaScript `mean` (`plugins/js/mean`) made into a component by componentize-js
-/// (installed by `scripts/setup js`), once per test process.
+/// The JavaScript `mean` (`plugins/js/mean`, componentize-js).
 pub fn js_mean() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let version = pinned("COMPONENTIZE_JS_VERSION");
-        let tool = cached_tool(
-            &format!("componentize-js-{version}/node_modules/.bin/componentize-js"),
-            "js",
-        );
-        let wasm = other_language_dir().join("mean-js.wasm");
-        // Relative paths: the tool's own WebAssembly parts see only the current folder.
-        componentize(
-            "plugins/js/mean",
-            Command::new(tool)
-                .args(["plugins/js/mean/app.js", "-w", "wit", "-n", "aggregation"])
-                .args(["-d", "http", "-d", "fetch-event", "-o"])
-                .arg(&wasm),
-        );
-        wasm
-    })
+    BUILT.get_or_init(|| other_language_plugin("js", "mean"))
 }
