@@ -2,7 +2,9 @@
 //! written natively in Rust (same accumulator bytes, same summation order), for batches of
 //! 1, 64 and 1024 samples; the share of that which is the call and the copy of the batch
 //! into the plugin's memory (`count`, which does no per-sample work); and the cost of the
-//! CPU bound (fuel, the default; a wall-clock deadline by epoch interruption; none).
+//! CPU bound (fuel, the default; a wall-clock deadline by epoch interruption; none); and
+//! `mean` written in Rust, Python and JavaScript (the last two when built with
+//! `scripts/build-plugins --python` / `--js`; under the deterministic WASI they need).
 //!
 //!     scripts/build-plugins && cargo bench -p iot-host --bench fold
 //!
@@ -13,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use iot_host::plugin::{PluginHost, PluginInstance, PluginLimits, Sample, Window};
+use iot_host::plugin::{PluginHost, PluginInstance, PluginLimits, Sample, WasiAccess, Window};
 
 const DAY_MS: i64 = 86_400_000;
 const STEP_MS: i64 = 900_000;
@@ -129,12 +131,41 @@ fn cpu_bound(c: &mut Criterion) {
     group.finish();
 }
 
+/// `mean` by language at batch 1,024 (a plugin in another language is skipped if not built).
+fn languages(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fold/mean-by-language");
+    let deterministic = PluginLimits {
+        wasi: WasiAccess::Deterministic,
+        ..PluginLimits::default()
+    };
+    let samples = batch(1024);
+    group.throughput(Throughput::Elements(samples.len() as u64));
+    for (label, file) in [
+        ("rust", "mean"),
+        ("python", "python/mean"),
+        ("javascript", "js/mean"),
+    ] {
+        if !plugin_dir().join(format!("{file}.wasm")).exists() {
+            println!(
+                "fold/mean-by-language/{label}: {file}.wasm not built (scripts/build-plugins)"
+            );
+            continue;
+        }
+        let mut wasm = instance(file, deterministic);
+        group.bench_with_input(BenchmarkId::new(label, 1024), &samples, |b, samples| {
+            let mut state = wasm.init(&[], 1, WINDOW).unwrap();
+            b.iter(|| wasm.fold(&mut state, WINDOW, black_box(samples)).unwrap());
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(30);
-    targets = folds, transport, cpu_bound
+    targets = folds, transport, cpu_bound, languages
 }
 criterion_main!(benches);

@@ -1,11 +1,14 @@
 //! Resident memory of plugins: for each plugin in the plugin folder, what compiling and
 //! loading one [`LoadedPlugin`] adds to the process's resident set (the average over 10
-//! copies compiled separately and kept alive), and what each of 100
-//! live instances of it adds (each after one `init` + `fold` of a day's 96 samples, all kept
+//! copies compiled separately and kept alive; 1 for plugins in other languages), and what
+//! each of 100 live instances of it adds (20 for other languages) (each after one `init` + `fold` of a day's 96 samples, all kept
 //! alive), next to the component's size on disk and the linear memory an instance starts
 //! with (declared in the component).
 //!
 //!     scripts/build-plugins && cargo bench -p iot-host --bench instance_memory
+//!
+//! The Python and JavaScript `mean` are measured too when built (`scripts/build-plugins
+//! --python`, `--js`), under the deterministic WASI their runtimes need.
 //!
 //! Plugins are read from `IOT_PLUGIN_DIR` (default `target/plugins`).
 //!
@@ -21,22 +24,56 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use iot_host::plugin::{LoadedPlugin, PluginHost, PluginInstance, PluginLimits, Sample, Window};
+use iot_host::plugin::{
+    LoadedPlugin, PluginHost, PluginInstance, PluginLimits, Sample, WasiAccess, Window,
+};
 
-const PLUGINS: [&str; 7] = [
-    "sum",
-    "mean",
-    "count",
-    "daily-diff",
-    "rest",
-    "max",
-    "night-count",
+/// A plugin measured, and how often.
+struct Subject {
+    /// Its file in the plugin folder, without `.wasm`.
+    name: &'static str,
+    /// Separately compiled copies kept alive, to average the compile's footprint.
+    loads: usize,
+    /// Live instances measured together.
+    instances: usize,
+    /// Child processes; each figure is the median of their readings.
+    runs: usize,
+    wasi: WasiAccess,
+}
+
+const fn rust(name: &'static str) -> Subject {
+    Subject {
+        name,
+        loads: 10,
+        instances: 100,
+        runs: 3,
+        wasi: WasiAccess::DenyAll,
+    }
+}
+
+/// A plugin in another language (`scripts/build-plugins --python` / `--js`), measured only
+/// if built: fewer copies and one run, since each compile takes seconds.
+const fn other_language(name: &'static str) -> Subject {
+    Subject {
+        name,
+        loads: 1,
+        instances: 20,
+        runs: 1,
+        wasi: WasiAccess::Deterministic,
+    }
+}
+
+const SUBJECTS: [Subject; 9] = [
+    rust("sum"),
+    rust("mean"),
+    rust("count"),
+    rust("daily-diff"),
+    rust("rest"),
+    rust("max"),
+    rust("night-count"),
+    other_language("python/mean"),
+    other_language("js/mean"),
 ];
-const INSTANCES: usize = 100;
-/// Separately compiled copies of the plugin kept alive, to average the compile's footprint.
-const LOADS: usize = 10;
-/// Child processes per plugin; each figure is the median of their readings.
-const RUNS: usize = 3;
 const DAY_MS: i64 = 86_400_000;
 const STEP_MS: i64 = 900_000;
 const WINDOW: Window = Window {
@@ -113,20 +150,28 @@ fn day(inputs: u32) -> Vec<Sample> {
 
 /// In the child: measures one plugin and prints one JSON line.
 fn child(name: &str) {
+    let subject = SUBJECTS
+        .iter()
+        .find(|s| s.name == name)
+        .expect("a subject's name");
     let page = page_kib();
     let path = plugin_dir().join(format!("{name}.wasm"));
-    let host = PluginHost::new(PluginLimits::default()).expect("engine");
+    let host = PluginHost::new(PluginLimits {
+        wasi: subject.wasi,
+        ..PluginLimits::default()
+    })
+    .expect("engine");
     drop(load(&host, &path));
 
     let before_load = statm(page);
-    let copies: Vec<LoadedPlugin> = (0..LOADS).map(|_| load(&host, &path)).collect();
+    let copies: Vec<LoadedPlugin> = (0..subject.loads).map(|_| load(&host, &path)).collect();
     let loaded = statm(page);
     let plugin = &copies[0];
 
     let inputs = plugin.info().min_inputs;
     let samples = day(inputs);
-    let mut live: Vec<(PluginInstance, Vec<u8>)> = Vec::with_capacity(INSTANCES);
-    for _ in 0..INSTANCES {
+    let mut live: Vec<(PluginInstance, Vec<u8>)> = Vec::with_capacity(subject.instances);
+    for _ in 0..subject.instances {
         let mut instance = plugin.instantiate().expect("instance");
         let mut state = instance.init(&[], inputs, WINDOW).expect("init");
         instance.fold(&mut state, WINDOW, &samples).expect("fold");
@@ -139,8 +184,8 @@ fn child(name: &str) {
         "{}",
         serde_json::json!({
             "plugin": name,
-            "loaded_rss_kib": (loaded.resident as i64 - before_load.resident as i64) as f64 / LOADS as f64,
-            "loads": LOADS,
+            "loaded_rss_kib": (loaded.resident as i64 - before_load.resident as i64) as f64 / subject.loads as f64,
+            "loads": subject.loads,
             "instances_rss_kib": instantiated.resident as i64 - loaded.resident as i64,
             "instances_shared_kib": instantiated.shared as i64 - loaded.shared as i64,
             "instances_vsz_kib": instantiated.size as i64 - loaded.size as i64,
@@ -192,8 +237,13 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
-    for name in PLUGINS {
+    for subject in &SUBJECTS {
+        let name = subject.name;
         let path = plugin_dir().join(format!("{name}.wasm"));
+        if subject.wasi == WasiAccess::Deterministic && !path.exists() {
+            println!("| {name} | not built (scripts/build-plugins --python / --js) |");
+            continue;
+        }
         let size = std::fs::metadata(&path)
             .unwrap_or_else(|e| {
                 panic!(
@@ -202,15 +252,16 @@ fn main() {
                 )
             })
             .len();
-        let runs: Vec<serde_json::Value> =
-            (0..RUNS).map(|_| measure_in_child(&exe, name)).collect();
+        let runs: Vec<serde_json::Value> = (0..subject.runs)
+            .map(|_| measure_in_child(&exe, name))
+            .collect();
         // The median run by each figure.
         let median = |key: &str| {
             let mut v: Vec<f64> = runs.iter().map(|r| r[key].as_f64().unwrap()).collect();
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
             v[v.len() / 2]
         };
-        let mut m = serde_json::json!({ "plugin": name, "runs": RUNS });
+        let mut m = serde_json::json!({ "plugin": name, "runs": subject.runs });
         for key in [
             "loaded_rss_kib",
             "instances_rss_kib",
@@ -219,7 +270,7 @@ fn main() {
         ] {
             m[key] = median(key).into();
         }
-        let per = |key: &str| m[key].as_f64().unwrap() / INSTANCES as f64;
+        let per = |key: &str| m[key].as_f64().unwrap() / subject.instances as f64;
         let (memories, initial_kib) = declared_memory(&path);
         let (rss, shared) = (per("instances_rss_kib"), per("instances_shared_kib"));
         println!(
@@ -237,7 +288,7 @@ fn main() {
         row["component_bytes"] = size.into();
         row["memories"] = memories.into();
         row["initial_linear_memory_kib"] = initial_kib.into();
-        row["instances"] = INSTANCES.into();
+        row["instances"] = subject.instances.into();
         rows.push(row);
     }
     println!("{}", serde_json::Value::Array(rows));

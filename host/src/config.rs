@@ -610,6 +610,12 @@ pub struct ValidateArgs {
     /// Samples in the probe window (spread over one day, values 1, 2, 3, ...).
     #[arg(long, default_value_t = 96)]
     pub samples: usize,
+    /// Fold the probe's samples this many times into the window, in one instance, as a
+    /// long-running host does: shows the fuel of the costliest call and where the
+    /// instance's memory settles (a garbage-collected runtime grows its heap over many
+    /// calls before it collects).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub calls: u32,
 }
 
 /// The flag's value unless it is only the default; else the file's; else the default.

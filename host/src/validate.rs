@@ -43,7 +43,9 @@ fn validate_one(
         end_ms: PROBE_DAY_END,
     };
     let samples = probe_samples(args.samples, info.min_inputs);
+    // The value reported is of all calls' samples: `calls` times the probe's.
     let started = Instant::now();
+    let mut fuel = Vec::with_capacity(3);
     let mut state = instance
         .init(&args.params, info.min_inputs, window)
         .map_err(|e| match e {
@@ -53,9 +55,17 @@ fn validate_one(
             ),
             e => e.into(),
         })?;
-    instance.fold(&mut state, window, &samples)?;
+    fuel.extend(instance.last_call_fuel());
+    let mut costliest_fold = None;
+    for _ in 0..args.calls {
+        instance.fold(&mut state, window, &samples)?;
+        costliest_fold = costliest_fold.max(instance.last_call_fuel());
+    }
+    fuel.extend(costliest_fold);
     let value = instance.finish(&state, window)?;
+    fuel.extend(instance.last_call_fuel());
     let called_in = started.elapsed();
+    let usage = probe_usage(&fuel, instance.memory_bytes(), args);
     let imports: Vec<String> = plugin
         .imports()
         .map(|(import, given)| format!("{import} ({given})"))
@@ -68,7 +78,7 @@ fn validate_one(
     Ok(format!(
         "     name {:?}, state version {}, inputs {}..={}, includes window start: {}\n     \
          imports: {imports}\n     build {}\n     compiled and checked in {:.1} ms; probe window of {} samples: {} in {:.3} ms \
-         (accumulator {} bytes, bound {} bytes per window)",
+         (accumulator {} bytes, bound {} bytes per window)\n     {usage}",
         info.name,
         info.state_version,
         info.min_inputs,
@@ -76,12 +86,36 @@ fn validate_one(
         info.includes_window_start,
         plugin.short_hash(),
         loaded_in.as_secs_f64() * 1e3,
-        samples.len(),
+        samples.len() * args.calls as usize,
         value.map_or("no value".to_owned(), |v| v.to_string()),
         called_in.as_secs_f64() * 1e3,
         state.len(),
         args.limits.max_state_bytes,
     ))
+}
+
+/// What the probe used against the limits a tenant sets: fuel per call (init, fold,
+/// finish) and linear memory, so an author knows which limits a plugin needs.
+fn probe_usage(fuel: &[u64], memory_bytes: usize, args: &ValidateArgs) -> String {
+    let after = if args.calls > 1 {
+        format!(" after {} fold calls", args.calls)
+    } else {
+        String::new()
+    };
+    let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+    let memory = format!(
+        "linear memory {:.1} MiB{after} (cap --max-memory-mib {})",
+        mib(memory_bytes),
+        args.limits.max_memory_mib
+    );
+    match fuel {
+        [init, fold, finish] => format!(
+            "fuel: init {init}, fold {fold}{}, finish {finish} (bound --fuel-per-call {} per call); {memory}",
+            if args.calls > 1 { " (the costliest call)" } else { "" },
+            args.limits.fuel_per_call
+        ),
+        _ => format!("fuel: not metered (no fuel bound); {memory}"),
+    }
 }
 
 /// `n` samples at 15-minute steps ending at the window's end, values 1, 2, 3, …, spread

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::common::{fixture, js_mean, plugin_dir, python_mean, PLUGINS};
 use iot_host::plugin::{
-    LoadedPlugin, PluginError, PluginHost, PluginLimits, Sample, WasiAccess, Window,
+    LoadedPlugin, PluginError, PluginHost, PluginInstance, PluginLimits, Sample, WasiAccess, Window,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -167,6 +167,55 @@ fn sum_folded_in_two_batches_equals_sum_in_one() {
     assert_eq!(
         fold_batches("sum", 1, &[readings(first), readings(second)]),
         Some(sum_in_order(&VALUES))
+    );
+}
+
+/// The fuel bound is per call, and one `fold` call receives at most
+/// `MAX_SAMPLES_PER_FOLD_CALL` samples: a run four times as long folds, to the exact sum,
+/// under a bound that one call of all of it would exceed.
+#[test]
+fn a_fold_longer_than_one_call_takes_is_split_and_stays_within_the_per_call_fuel() {
+    let per_call = PluginInstance::MAX_SAMPLES_PER_FOLD_CALL;
+    let samples: Vec<Sample> = (0..4 * per_call)
+        .map(|k| {
+            let ts = DAY.start_ms + (k as i64 % 96 + 1) * STEP_MS;
+            Sample::new(0, ts, (k % 97) as f64 * 0.5)
+        })
+        .collect();
+    // What a call burns: fixed cost plus a cost per sample, from two probe calls.
+    let mut probe = load("sum").instantiate().unwrap();
+    let mut fuel_of = |n: usize| {
+        let mut state = probe.init(&[], 1, DAY).unwrap();
+        probe.fold(&mut state, DAY, &samples[..n]).unwrap();
+        probe
+            .last_call_fuel()
+            .expect("the default limits meter fuel")
+    };
+    let (full, half) = (fuel_of(per_call), fuel_of(per_call / 2));
+    let per_sample = (full - half) / (per_call - per_call / 2) as u64;
+    let fixed = full - per_call as u64 * per_sample;
+    let bound = full + full / 2;
+    assert!(
+        fixed + samples.len() as u64 * per_sample > bound,
+        "the run must need more than the bound in one call (fixed {fixed}, per sample {per_sample}, bound {bound})"
+    );
+
+    let host = PluginHost::new(PluginLimits {
+        fuel_per_call: Some(bound),
+        ..PluginLimits::default()
+    })
+    .unwrap();
+    let mut instance = host
+        .load_file(&plugin_dir().join("sum.wasm"))
+        .unwrap()
+        .instantiate()
+        .unwrap();
+    let mut state = instance.init(&[], 1, DAY).unwrap();
+    instance.fold(&mut state, DAY, &samples).unwrap();
+    let values: Vec<f64> = samples.iter().map(|s| s.value).collect();
+    assert_eq!(
+        instance.finish(&state, DAY).unwrap(),
+        Some(sum_in_order(&values))
     );
 }
 
@@ -832,8 +881,11 @@ fn a_plugin_that_exhausts_memory_fails_with_out_of_memory_and_the_next_call_work
     assert_recovers(&mut instance);
 }
 
+/// Samples are lowered into the plugin's memory one call at a time, and a call takes at
+/// most `MAX_SAMPLES_PER_FOLD_CALL`: a run of samples larger than the whole memory cap
+/// still folds, exactly.
 #[test]
-fn a_batch_too_big_for_the_memory_cap_is_an_error_not_a_crash() {
+fn a_batch_larger_than_the_memory_cap_folds_in_calls_that_fit_it() {
     let too_many = TEST_LIMITS.max_memory_bytes / 24 + 1; // a sample is 24 bytes in wasm
     let samples = vec![readings(&[1.0])[0]; too_many];
     let mut instance = load_with(
@@ -844,13 +896,8 @@ fn a_batch_too_big_for_the_memory_cap_is_an_error_not_a_crash() {
     .instantiate()
     .unwrap();
     let mut state = instance.init(&[], 1, DAY).unwrap();
-    let err = instance.fold(&mut state, DAY, &samples).unwrap_err();
-    assert!(matches!(err, PluginError::OutOfMemory { .. }), "{err}");
-    instance.fold(&mut state, DAY, &readings(&VALUES)).unwrap();
-    assert_eq!(
-        instance.finish(&state, DAY).unwrap(),
-        Some(sum_in_order(&VALUES))
-    );
+    instance.fold(&mut state, DAY, &samples).unwrap();
+    assert_eq!(instance.finish(&state, DAY).unwrap(), Some(too_many as f64));
 }
 
 #[test]

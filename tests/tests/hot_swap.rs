@@ -589,14 +589,27 @@ async fn a_new_plugin_deployed_by_copying_is_seen_in_redis_without_a_restart() {
 /// languages), and every stored value equals the oracle's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn means_in_python_and_javascript_swapped_in_under_load_stay_exact() {
-    // Their runtimes import clocks, randomness and files: the tenant opts in.
-    let mut run = UnderLoad::start_with("other_languages", &["--wasi", "deterministic"]).await;
+    // Their runtimes import clocks, randomness and files: the tenant opts in; and it sets
+    // the limits plugins/README.md gives for the JavaScript runtime's garbage-collected heap.
+    let mut run = UnderLoad::start_with(
+        "other_languages",
+        &[
+            "--wasi",
+            "deterministic",
+            "--max-memory-mib",
+            "128",
+            "--fuel-per-call",
+            "300000000",
+        ],
+    )
+    .await;
     run.files
         .deploy("mean", &other_language_plugin("python", "mean"));
     run.wait_applied(1).await;
     run.wait_for_more_stored(DAYS_STORED_AFTER, "days folded by the Python mean")
         .await;
-    run.files.deploy("mean", &other_language_plugin("js", "mean"));
+    run.files
+        .deploy("mean", &other_language_plugin("js", "mean"));
     run.wait_applied(2).await;
     let end = run.finish().await;
 
@@ -606,7 +619,12 @@ async fn means_in_python_and_javascript_swapped_in_under_load_stay_exact() {
         .lines()
         .filter(|l| l.contains("applied a new build"))
         .collect();
-    assert_eq!(applied.len(), 2, "two deploys applied; host log:\n{}", end.log);
+    assert_eq!(
+        applied.len(),
+        2,
+        "two deploys applied; host log:\n{}",
+        end.log
+    );
     for line in applied {
         assert!(
             line.contains(r#"("TH1:AggDay", true)"#) && !line.contains("false)"),

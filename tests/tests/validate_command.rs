@@ -155,3 +155,54 @@ fn validate_checks_the_accumulator_against_the_bound_and_says_so() {
         stdout(&too_big)
     );
 }
+
+/// The numbers on the `fuel:` line of a report: init, fold, finish.
+fn reported_fuel(report: &str) -> [u64; 3] {
+    let line = report
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("fuel: "))
+        .unwrap_or_else(|| panic!("no fuel line in the report:\n{report}"));
+    let after = |word: &str| -> u64 {
+        let rest = &line[line
+            .find(word)
+            .unwrap_or_else(|| panic!("{word} in {line}"))
+            + word.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("a number after {word:?} in {line}"))
+    };
+    [after("init "), after("fold "), after("finish ")]
+}
+
+/// What the report says a plugin burned is what it needs: a tenant whose fuel bound is the
+/// largest of the three calls runs the probe, one with a tenth less does not.
+#[test]
+fn validate_reports_the_fuel_a_plugin_needs_and_that_much_is_enough() {
+    let sum = plugin_dir().join("sum.wasm");
+    let report = stdout(&validate(&[], std::slice::from_ref(&sum)));
+    let [init, fold, finish] = reported_fuel(&report);
+    let larger = stdout(&validate(&["--samples", "960"], std::slice::from_ref(&sum)));
+    assert!(
+        reported_fuel(&larger)[1] > fold,
+        "folding ten times the samples burns more fuel:\n{report}\n{larger}"
+    );
+    assert!(
+        report.contains("linear memory ") && !report.contains("linear memory 0.0 MiB"),
+        "{report}"
+    );
+
+    let needed = init.max(fold).max(finish);
+    let enough = validate(
+        &["--fuel-per-call", &needed.to_string()],
+        std::slice::from_ref(&sum),
+    );
+    assert!(enough.status.success(), "{}", stdout(&enough));
+    let less = (needed - needed / 10).to_string();
+    let short = validate(&["--fuel-per-call", &less], std::slice::from_ref(&sum));
+    assert!(
+        stdout(&short).contains(&format!("ran out of fuel ({less} per call)")),
+        "{}",
+        stdout(&short)
+    );
+}

@@ -132,6 +132,11 @@ impl SandboxLimiter {
         }
     }
 
+    /// Linear memory the instance has grown to.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory_bytes
+    }
+
     /// Counts this instance's memory in `gauge` from now until it is dropped.
     pub fn report_memory_to(&mut self, gauge: prometheus_client::metrics::gauge::Gauge) {
         gauge.inc_by(self.memory_bytes as i64);
