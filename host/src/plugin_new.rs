@@ -13,6 +13,7 @@ use anyhow::Context;
 use crate::config::PluginNewArgs;
 
 const LIB_RS: &str = include_str!("../templates/plugin/lib.rs");
+const COMPONENT_TEST_RS: &str = include_str!("../templates/plugin/component.rs");
 const CARGO_IN_WORKSPACE: &str = include_str!("../templates/plugin/Cargo.workspace.toml");
 const CARGO_STANDALONE: &str = include_str!("../templates/plugin/Cargo.standalone.toml");
 /// This checkout's SDK, for crates made outside its workspace.
@@ -45,6 +46,10 @@ pub fn run(args: &PluginNewArgs) -> anyhow::Result<()> {
     };
     write(&dir.join("Cargo.toml"), &manifest)?;
     write(&dir.join("src/lib.rs"), &fill(LIB_RS, &args.name, ""))?;
+    write(
+        &dir.join("tests/component.rs"),
+        &fill(COMPONENT_TEST_RS, &args.name, ""),
+    )?;
     write(&dir.join("day.csv"), &day_csv())?;
     print_next_steps(&args.name, &dir, in_workspace);
     Ok(())
@@ -126,10 +131,15 @@ fn write(path: &PathBuf, text: &str) -> anyhow::Result<()> {
 
 fn print_next_steps(name: &str, dir: &Path, in_workspace: bool) {
     let dir = dir.display();
-    println!("created {dir}: Cargo.toml, src/lib.rs (an aggregation and its tests), day.csv");
+    println!(
+        "created {dir}: Cargo.toml, src/lib.rs (an aggregation and its unit tests), \
+         tests/component.rs (the built component through the host's harness), day.csv"
+    );
     println!("next:");
     if in_workspace {
-        println!("  cargo test -p plugin-{name}              # its tests, natively");
+        println!(
+            "  cargo test -p plugin-{name}              # its tests, the component's included"
+        );
         println!("  scripts/build-plugins {name}             # -> target/plugins/{name}.wasm");
         println!("  iot-host validate target/plugins/{name}.wasm");
         println!("  iot-host plugin test target/plugins/{name}.wasm --samples {dir}/day.csv");
@@ -138,7 +148,7 @@ fn print_next_steps(name: &str, dir: &Path, in_workspace: bool) {
             "{dir}/target/wasm32-wasip2/release/plugin_{}.wasm",
             name.replace('-', "_")
         );
-        println!("  cargo test --manifest-path {dir}/Cargo.toml");
+        println!("  IOT_HOST=<iot-stream>/target/debug/iot-host cargo test --manifest-path {dir}/Cargo.toml");
         println!("  cargo build --manifest-path {dir}/Cargo.toml --target wasm32-wasip2 --release");
         println!("  iot-host validate {wasm}");
         println!("  iot-host plugin test {wasm} --samples {dir}/day.csv");

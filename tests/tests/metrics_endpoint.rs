@@ -224,7 +224,7 @@ async fn metrics_count_what_was_sent_and_prometheus_answers_every_dashboard_quer
     }
 
     // A real Prometheus scraping the host answers every panel's query with data.
-    let prometheus = Prometheus::start(&scope.id, &[addr.clone()]);
+    let prometheus = Prometheus::start(&scope.id, std::slice::from_ref(&addr));
     let queries = dashboard_queries(&dashboard);
     assert!(queries.len() >= 15, "{queries:?}");
     let deadline = Instant::now() + TIMEOUT;

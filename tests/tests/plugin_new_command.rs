@@ -1,5 +1,5 @@
-//! `iot-host plugin new`: the crate it makes builds for wasm32-wasip2, passes its own tests,
-//! validates, and gives the value an independent computation expects on the day of readings
+//! `iot-host plugin new`: the crate it makes builds for wasm32-wasip2, passes its own tests
+//! (its component through the host's harness included), validates, and gives the value an independent computation expects on the day of readings
 //! it ships; in a workspace's `plugins/` folder it joins that workspace.
 
 use std::path::{Path, PathBuf};
@@ -59,7 +59,18 @@ fn a_new_plugin_builds_passes_its_tests_validates_and_gives_the_expected_value()
     let crate_dir = dir.join("scaled-mean");
     let manifest = crate_dir.join("Cargo.toml");
 
-    run(cargo().arg("test").arg("--manifest-path").arg(&manifest));
+    // Its own tests: the unit tests, and tests/component.rs, which builds the component and
+    // runs it through the harness of this checkout's host.
+    let tested = run(cargo()
+        .env("IOT_HOST", host_binary())
+        .arg("test")
+        .arg("--manifest-path")
+        .arg(&manifest));
+    let text = String::from_utf8_lossy(&tested.stdout);
+    assert!(
+        text.contains("test the_component_gives_the_scaled_mean_of_day_csv ... ok"),
+        "{text}"
+    );
     run(cargo()
         .args([
             "build",

@@ -38,7 +38,9 @@
 //! - [`export!`] (`export.rs`): turns the trait into the WIT interface `iot:aggregation/fold`
 //!   (the bindings are generated here, once, so a plugin never calls the generator);
 //! - [`Error`] (`error.rs`): what a plugin returns; the host shows it prefixed with the
-//!   plugin's name.
+//!   plugin's name;
+//! - `harness` (`harness.rs`, native builds only): [`component_test!`] runs the built
+//!   component through the host's harness from the plugin's own `cargo test`.
 //!
 //! A plugin is an ordinary std crate (`crate-type = ["cdylib"]`), built with
 //! `cargo build --target wasm32-wasip2`; its logic can be unit-tested natively by calling
@@ -48,6 +50,8 @@ mod aggregation;
 mod error;
 #[doc(hidden)]
 pub mod export;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod harness;
 mod params;
 mod state;
 
