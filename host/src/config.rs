@@ -25,6 +25,7 @@ pub mod defaults {
     pub const LATE_REJECTED_TOPIC: &str = "late-rejected";
     pub const DEAD_LETTER_TOPIC: &str = "dead-letter";
     pub const PLUGIN_ERRORS_TOPIC: &str = "plugin-errors";
+    pub const ALARMS_TOPIC: &str = "alarms";
     pub const REDIS: &str = "redis://127.0.0.1:16379";
     pub const KEY_PREFIX: &str = iot_protocol::series::DEFAULT_KEY_PREFIX;
     pub const PLUGINS: &str = "target/plugins";
@@ -95,6 +96,9 @@ pub struct Cli {
     /// Topic of plugin failures (held windows, quarantines, refused builds).
     #[arg(long, default_value = defaults::PLUGIN_ERRORS_TOPIC)]
     pub plugin_errors_topic: String,
+    /// Topic of the alarms alarm rules raise (outputs of kind Alarm).
+    #[arg(long, default_value = defaults::ALARMS_TOPIC)]
+    pub alarms_topic: String,
     /// Redis with the TimeSeries module.
     #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS)]
     pub redis: String,
@@ -194,6 +198,7 @@ struct FileConfig {
     late_rejected_topic: Option<String>,
     dead_letter_topic: Option<String>,
     plugin_errors_topic: Option<String>,
+    alarms_topic: Option<String>,
     redis: Option<String>,
     key_prefix: Option<String>,
     plugins: Option<PathBuf>,
@@ -226,6 +231,7 @@ pub struct HostConfig {
     pub late_rejected_topic: String,
     pub dead_letter_topic: String,
     pub plugin_errors_topic: String,
+    pub alarms_topic: String,
     pub redis: String,
     pub key_prefix: String,
     pub plugins: PathBuf,
@@ -307,6 +313,7 @@ impl HostConfig {
                 cli.plugin_errors_topic,
                 file.plugin_errors_topic,
             ),
+            alarms_topic: pick(matches, "alarms_topic", cli.alarms_topic, file.alarms_topic),
             redis: pick(matches, "redis", cli.redis, file.redis),
             key_prefix: pick(matches, "key_prefix", cli.key_prefix, file.key_prefix),
             plugins: pick(matches, "plugins", cli.plugins, file.plugins),
@@ -417,12 +424,13 @@ pub struct TapArgs {
     /// Kafka bootstrap servers.
     #[arg(long, env = "KAFKA_BOOTSTRAP", default_value = defaults::KAFKA)]
     pub kafka: String,
-    /// A topic to tail (repeatable). Default: the four output topics.
+    /// A topic to tail (repeatable). Default: the five output topics.
     #[arg(long = "topic", default_values_t = [
         defaults::AGGREGATES_TOPIC.to_owned(),
         defaults::LATE_REJECTED_TOPIC.to_owned(),
         defaults::DEAD_LETTER_TOPIC.to_owned(),
         defaults::PLUGIN_ERRORS_TOPIC.to_owned(),
+        defaults::ALARMS_TOPIC.to_owned(),
     ])]
     pub topics: Vec<String>,
     /// Only records of this site (their `site` field, or their key).

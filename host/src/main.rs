@@ -202,5 +202,6 @@ fn topic_names(config: &HostConfig) -> TopicNames {
         late_rejected: config.late_rejected_topic.clone(),
         dead_letter: config.dead_letter_topic.clone(),
         plugin_errors: config.plugin_errors_topic.clone(),
+        alarms: config.alarms_topic.clone(),
     }
 }

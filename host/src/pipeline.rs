@@ -127,6 +127,13 @@ fn resolve(specs: Vec<OutputSpec>) -> anyhow::Result<Pipeline> {
         if inputs.is_empty() {
             bail!("output {}:{} has no inputs", spec.name, spec.kind);
         }
+        if kind == Kind::Alarm && inputs.iter().any(|i| matches!(i, InputSource::Output(_))) {
+            bail!(
+                "output {}:{}: an alarm rule takes sensors as inputs, not other outputs",
+                spec.name,
+                spec.kind
+            );
+        }
         let unit = match spec.unit {
             Some(unit) => unit,
             None => spec
@@ -188,9 +195,9 @@ fn resolve(specs: Vec<OutputSpec>) -> anyhow::Result<Pipeline> {
 
 fn parse_output_kind(kind: &str) -> anyhow::Result<Kind> {
     match Kind::parse(kind) {
-        Some(k @ (Kind::AggDay | Kind::AggDayDiff | Kind::AggDayRest)) => Ok(k),
-        Some(_) => bail!("kind {kind:?} is written by the host itself; outputs use AggDay, AggDayDiff or AggDayRest"),
-        None => bail!("unknown kind {kind:?}: use AggDay, AggDayDiff or AggDayRest"),
+        Some(k @ (Kind::AggDay | Kind::AggDayDiff | Kind::AggDayRest | Kind::Alarm)) => Ok(k),
+        Some(_) => bail!("kind {kind:?} is written by the host itself; outputs use AggDay, AggDayDiff, AggDayRest or Alarm"),
+        None => bail!("unknown kind {kind:?}: use AggDay, AggDayDiff, AggDayRest or Alarm"),
     }
 }
 
@@ -217,6 +224,9 @@ fn resolve_input(
         Some((name, kind)) => {
             let kind = Kind::parse(kind)
                 .ok_or_else(|| anyhow::anyhow!("input {input:?}: unknown kind {kind:?}"))?;
+            if kind == Kind::Alarm {
+                bail!("input {input:?}: alarms have no value per day, so no output can take them as an input");
+            }
             index
                 .get(&(name.to_owned(), kind))
                 .map(|&o| InputSource::Output(o))

@@ -19,7 +19,7 @@ use iot_protocol::record::parse_timestamp;
 use iot_protocol::time::{format_ts, interval_end_window_end, DAY_MS};
 
 use crate::config::PluginTestArgs;
-use crate::plugin::{LoadedPlugin, PluginHost, PluginInstance, Sample, Window};
+use crate::plugin::{Alarm, LoadedPlugin, PluginHost, PluginInstance, PluginKind, Sample, Window};
 
 /// What a window's value is expected to be: `--expect VALUE` (every window) or
 /// `--expect YYYY-MM-DD=VALUE` (the window of that day, named by its start).
@@ -39,7 +39,10 @@ pub struct DayOutcome {
     pub window: Window,
     /// How many samples the window received.
     pub samples: usize,
+    /// The window's value (for an alarm rule, `None`), or why the plugin gave none.
     pub value: anyhow::Result<Option<f64>>,
+    /// The alarms an alarm rule raised in the window, in order (none for an aggregation).
+    pub alarms: Vec<Alarm>,
 }
 
 /// The harness: runs `samples` through `plugin` one day window at a time, exactly as the
@@ -71,10 +74,16 @@ pub fn fold_days(
                 start_ms: end_ms - DAY_MS,
                 end_ms,
             };
+            let outcome = run_window(&mut instance, params, inputs, window, samples);
+            let (value, alarms) = match outcome {
+                Ok((value, alarms)) => (Ok(value), alarms),
+                Err(e) => (Err(e), Vec::new()),
+            };
             DayOutcome {
                 window,
                 samples: samples.len(),
-                value: run_window(&mut instance, params, inputs, window, samples),
+                value,
+                alarms,
             }
         })
         .collect())
@@ -98,10 +107,34 @@ pub fn run(args: &PluginTestArgs) -> anyhow::Result<bool> {
         );
     }
     let days = fold_days(&plugin, &args.params, inputs, &samples)?;
+    let rule = plugin.kind() == PluginKind::AlarmRule;
     let mut all_ok = true;
     for day in days {
         let date = &format_ts(day.window.start_ms)[..10];
         match day.value {
+            Ok(_) if rule => {
+                // A rule's value to check is its number of alarms.
+                let count = day.alarms.len();
+                let verdict = check(&args.expect, day.window.start_ms, Some(count as f64));
+                all_ok &= verdict.is_ok();
+                match verdict {
+                    Ok(()) => println!("ok   {date}  {count} alarms  ({} samples)", day.samples),
+                    Err(why) => {
+                        println!(
+                            "FAIL {date}  {count} alarms  ({} samples): {why}",
+                            day.samples
+                        )
+                    }
+                }
+                for alarm in &day.alarms {
+                    println!(
+                        "     alarm {}  {}  {}",
+                        format_ts(alarm.ts_ms),
+                        alarm.value,
+                        alarm.evidence
+                    );
+                }
+            }
             Ok(value) => {
                 let verdict = check(&args.expect, day.window.start_ms, value);
                 all_ok &= verdict.is_ok();
@@ -121,28 +154,36 @@ pub fn run(args: &PluginTestArgs) -> anyhow::Result<bool> {
 }
 
 /// One window through the plugin: init, fold in one batch, finish; then the same samples
-/// folded one at a time and in two halves must give the same accumulator bytes.
+/// folded one at a time and in two halves must give the same accumulator bytes (and, for
+/// an alarm rule, the same alarms in the same order).
 fn run_window(
     instance: &mut PluginInstance,
     params: &[(String, String)],
     inputs: u32,
     window: Window,
     samples: &[Sample],
-) -> anyhow::Result<Option<f64>> {
+) -> anyhow::Result<(Option<f64>, Vec<Alarm>)> {
     let fresh = |instance: &mut PluginInstance| instance.init(params, inputs, window);
+    instance.take_alarms().for_each(drop);
     let mut whole = fresh(instance)?;
     instance.fold(&mut whole, window, samples)?;
     let value = instance.finish(&whole, window)?;
+    let alarms: Vec<Alarm> = instance.take_alarms().collect();
 
     let mut one_by_one = fresh(instance)?;
     for sample in samples {
         instance.fold(&mut one_by_one, window, std::slice::from_ref(sample))?;
     }
+    let alarms_one_by_one: Vec<Alarm> = instance.take_alarms().collect();
     let (first, second) = samples.split_at(samples.len() / 2);
     let mut halves = fresh(instance)?;
     instance.fold(&mut halves, window, first)?;
     instance.fold(&mut halves, window, second)?;
-    for (how, state) in [("one at a time", &one_by_one), ("in two batches", &halves)] {
+    let alarms_halves: Vec<Alarm> = instance.take_alarms().collect();
+    for (how, state, raised) in [
+        ("one at a time", &one_by_one, &alarms_one_by_one),
+        ("in two batches", &halves, &alarms_halves),
+    ] {
         if *state != whole {
             anyhow::bail!(
                 "folding the samples {how} gives other accumulator bytes than one batch \
@@ -152,8 +193,17 @@ fn run_window(
                 whole.len()
             );
         }
+        if *raised != alarms {
+            anyhow::bail!(
+                "folding the samples {how} raises other alarms than one batch ({} vs {}): \
+                 the WIT requires the same alarms in the same order however the samples are \
+                 batched (wit/README.md)",
+                raised.len(),
+                alarms.len()
+            );
+        }
     }
-    Ok(value)
+    Ok((value, alarms))
 }
 
 fn check(expect: &[Expectation], window_start: i64, value: Option<f64>) -> Result<(), String> {

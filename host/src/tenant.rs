@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 
 use crate::pipeline::Pipeline;
-use crate::plugin::{LoadedPlugin, PluginLimits};
+use crate::plugin::{LoadedPlugin, PluginKind, PluginLimits};
 
 /// Which sites a tenant owns: exact names, or prefixes written `prefix*`; `*` is every site.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,21 @@ impl TenantBuild {
                     output.plugin
                 )
             })?;
+            let wants = match output.kind {
+                iot_protocol::Kind::Alarm => PluginKind::AlarmRule,
+                _ => PluginKind::Aggregation,
+            };
+            if plugin.kind() != wants {
+                bail!(
+                    "output {}:{} needs a plugin that exports {}, but plugin {:?} exports {} \
+                     (alarm rules make outputs of kind Alarm; aggregations make the others)",
+                    output.name,
+                    output.kind,
+                    wants.interface(),
+                    output.plugin,
+                    plugin.kind().interface()
+                );
+            }
             let info = plugin.info();
             let inputs = output.inputs.len() as u32;
             if inputs < info.min_inputs || inputs > info.max_inputs {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use iot_protocol::time::{DAY_MS, STEP_MS};
 
 use crate::config::ValidateArgs;
-use crate::plugin::{PluginError, PluginHost, Sample, Window};
+use crate::plugin::{PluginError, PluginHost, PluginKind, Sample, Window};
 
 /// A fixed day for the probe window: 2024-01-01T00:00Z → 2024-01-02T00:00Z.
 const PROBE_DAY_END: i64 = 1_704_153_600_000;
@@ -62,9 +62,18 @@ fn validate_one(
         costliest_fold = costliest_fold.max(instance.last_call_fuel());
     }
     fuel.extend(costliest_fold);
+    let rule = plugin.kind() == PluginKind::AlarmRule;
     let value = instance.finish(&state, window)?;
-    fuel.extend(instance.last_call_fuel());
+    if !rule {
+        fuel.extend(instance.last_call_fuel());
+    }
     let called_in = started.elapsed();
+    let alarms = instance.take_alarms().count();
+    let result = if rule {
+        format!("{alarms} alarms")
+    } else {
+        value.map_or("no value".to_owned(), |v| v.to_string())
+    };
     let usage = probe_usage(&fuel, instance.memory_bytes(), args);
     let imports: Vec<String> = plugin
         .imports()
@@ -76,9 +85,10 @@ fn validate_one(
         imports.join(", ")
     };
     Ok(format!(
-        "     name {:?}, state version {}, inputs {}..={}, includes window start: {}\n     \
+        "     {}: name {:?}, state version {}, inputs {}..={}, includes window start: {}\n     \
          imports: {imports}\n     build {}\n     compiled and checked in {:.1} ms; probe window of {} samples: {} in {:.3} ms \
          (accumulator {} bytes, bound {} bytes per window)\n     {usage}",
+        if rule { "alarm rule" } else { "aggregation" },
         info.name,
         info.state_version,
         info.min_inputs,
@@ -87,7 +97,7 @@ fn validate_one(
         plugin.short_hash(),
         loaded_in.as_secs_f64() * 1e3,
         samples.len() * args.calls as usize,
-        value.map_or("no value".to_owned(), |v| v.to_string()),
+        result,
         called_in.as_secs_f64() * 1e3,
         state.len(),
         args.limits.max_state_bytes,
@@ -111,6 +121,11 @@ fn probe_usage(fuel: &[u64], memory_bytes: usize, args: &ValidateArgs) -> String
     match fuel {
         [init, fold, finish] => format!(
             "fuel: init {init}, fold {fold}{}, finish {finish} (bound --fuel-per-call {} per call); {memory}",
+            if args.calls > 1 { " (the costliest call)" } else { "" },
+            args.limits.fuel_per_call
+        ),
+        [init, fold] => format!(
+            "fuel: init {init}, fold {fold}{} (bound --fuel-per-call {} per call); {memory}",
             if args.calls > 1 { " (the costliest call)" } else { "" },
             args.limits.fuel_per_call
         ),

@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use crate::common::{fixture, js_mean, plugin_dir, python_mean, PLUGINS};
 use iot_host::plugin::{
-    LoadedPlugin, PluginError, PluginHost, PluginInstance, PluginLimits, Sample, WasiAccess, Window,
+    LoadedPlugin, PluginError, PluginHost, PluginInstance, PluginKind, PluginLimits, Sample,
+    WasiAccess, Window,
 };
 
 const DAY_MS: i64 = 86_400_000;
@@ -1177,4 +1178,121 @@ fn samples_reach_the_plugin_bit_for_bit() {
         instance.finish(&state, BEFORE_1970).unwrap(),
         Some(30.25 - 10.5)
     );
+}
+
+// --- alarm rules ------------------------------------------------------------------------
+
+/// The alarms a rule raised over the harness's days, as (instant, value), in order.
+fn alarms_over_days(rule: &str, pairs: &[(&str, &str)], inputs: u32) -> Vec<(i64, f64)> {
+    let plugin = load(rule);
+    assert_eq!(plugin.kind(), PluginKind::AlarmRule, "{rule}");
+    let days = iot_host::plugin_test::fold_days(
+        &plugin,
+        &params(pairs),
+        inputs,
+        &harness_readings(inputs),
+    )
+    .unwrap();
+    assert!(days.len() as i64 >= HARNESS_DAYS);
+    days.into_iter()
+        .flat_map(|day| {
+            // An error is a failed call, or other bytes or alarms when batched otherwise.
+            assert_eq!(day.value.unwrap(), None, "a rule has no value per window");
+            day.alarms.into_iter().map(|a| (a.ts_ms, a.value))
+        })
+        .collect()
+}
+
+/// The harness's readings of one input, by day window, in order.
+fn by_window(samples: &[Sample], input: u32) -> Vec<Vec<Sample>> {
+    let mut days: std::collections::BTreeMap<i64, Vec<Sample>> = Default::default();
+    for s in samples.iter().filter(|s| s.input == input) {
+        let end = (s.ts_ms - 1).div_euclid(DAY_MS) * DAY_MS + DAY_MS;
+        days.entry(end).or_default().push(*s);
+    }
+    days.into_values().collect()
+}
+
+#[test]
+fn motion_at_night_raises_an_alarm_for_each_motion_in_the_local_night() {
+    let got = alarms_over_days(
+        "motion-at-night",
+        &[("from", "01:00"), ("to", "03:30"), ("utc_offset", "-01:00")],
+        1,
+    );
+    // Local 01:00–03:30 at UTC−1 is 02:00–04:30 UTC.
+    let expected: Vec<(i64, f64)> = harness_readings(1)
+        .iter()
+        .filter(|s| s.value != 0.0)
+        .filter(|s| (2 * HOUR_MS..4 * HOUR_MS + 30 * 60_000).contains(&s.ts_ms.rem_euclid(DAY_MS)))
+        .map(|s| (s.ts_ms, 1.0))
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn motion_low_energy_raises_while_the_days_energy_so_far_is_under_the_threshold() {
+    let got = alarms_over_days("motion-low-energy", &[("threshold", "30")], 2);
+    let mut expected = Vec::new();
+    let samples = harness_readings(2);
+    let mut energy_by_day: std::collections::BTreeMap<i64, f64> = Default::default();
+    for s in &samples {
+        let end = (s.ts_ms - 1).div_euclid(DAY_MS) * DAY_MS + DAY_MS;
+        let energy = energy_by_day.entry(end).or_default();
+        if s.input == 1 {
+            *energy += s.value;
+        } else if s.value != 0.0 && *energy < 30.0 {
+            expected.push((s.ts_ms, *energy));
+        }
+    }
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn out_of_band_raises_once_per_run_of_consecutive_readings_outside_the_band() {
+    let got = alarms_over_days(
+        "out-of-band",
+        &[("low", "2"), ("high", "5"), ("readings", "2")],
+        1,
+    );
+    let mut expected = Vec::new();
+    for day in by_window(&harness_readings(1), 0) {
+        let mut run = 0;
+        for s in day {
+            if (2.0..=5.0).contains(&s.value) {
+                run = 0;
+            } else {
+                run += 1;
+                if run == 2 {
+                    expected.push((s.ts_ms, s.value));
+                }
+            }
+        }
+    }
+    assert!(!expected.is_empty());
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn an_output_of_kind_alarm_needs_a_rule_and_other_kinds_need_an_aggregation() {
+    let pipeline = |kind: &str, plugin: &str| {
+        iot_host::pipeline::Pipeline::parse(&format!(
+            "[[output]]\nname = \"X\"\nkind = \"{kind}\"\nplugin = \"{plugin}\"\ninputs = [\"TH1\"]\nunit = \"u\"\n[output.params]\nlow = \"1\"\nhigh = \"2\"\n"
+        ))
+        .unwrap()
+    };
+    let build = |kind: &str, plugin: &str| iot_host::tenant::TenantBuild {
+        pipeline: std::sync::Arc::new(pipeline(kind, plugin)),
+        plugins: [(plugin.to_owned(), load(plugin))].into_iter().collect(),
+    };
+    assert!(build("Alarm", "out-of-band").check().is_ok());
+    let err = build("AggDay", "out-of-band")
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("iot:aggregation/fold@1.0.0"), "{err}");
+    let err = build("Alarm", "max").check().unwrap_err().to_string();
+    assert!(err.contains("iot:aggregation/alarm-rule@1.0.0"), "{err}");
 }

@@ -12,16 +12,19 @@ pub enum Kind {
     AggDayRest,
     LateAccepted,
     LateRej,
+    /// Alarms an alarm rule raised: one sample per alarm, at the instant it held.
+    Alarm,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Raw,
         Kind::AggDay,
         Kind::AggDayDiff,
         Kind::AggDayRest,
         Kind::LateAccepted,
         Kind::LateRej,
+        Kind::Alarm,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl Kind {
             Kind::AggDayRest => "AggDayRest",
             Kind::LateAccepted => "LateAccepted",
             Kind::LateRej => "LateRej",
+            Kind::Alarm => "Alarm",
         }
     }
 

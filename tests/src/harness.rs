@@ -26,10 +26,11 @@ pub struct SystemTopics {
     pub late_rejected: String,
     pub dead_letter: String,
     pub plugin_errors: String,
+    pub alarms: String,
 }
 
 impl SystemTopics {
-    /// Creates the five topics of a test; `readings` with `partitions` partitions.
+    /// Creates the six topics of a test; `readings` with `partitions` partitions.
     pub async fn create(scope: &mut TestScope, partitions: i32) -> SystemTopics {
         SystemTopics {
             readings: scope.create_topic("readings", partitions).await,
@@ -37,6 +38,7 @@ impl SystemTopics {
             late_rejected: scope.create_topic("late-rejected", 1).await,
             dead_letter: scope.create_topic("dead-letter", 1).await,
             plugin_errors: scope.create_topic("plugin-errors", 1).await,
+            alarms: scope.create_topic("alarms", 1).await,
         }
     }
 
@@ -46,6 +48,7 @@ impl SystemTopics {
             late_rejected: self.late_rejected.clone(),
             dead_letter: self.dead_letter.clone(),
             plugin_errors: self.plugin_errors.clone(),
+            alarms: self.alarms.clone(),
         }
     }
 }

@@ -110,6 +110,7 @@ impl LiveHost {
             .args(["--late-rejected-topic", &topics.late_rejected])
             .args(["--dead-letter-topic", &topics.dead_letter])
             .args(["--plugin-errors-topic", &topics.plugin_errors])
+            .args(["--alarms-topic", &topics.alarms])
             .args(["--key-prefix", &scope.key_prefix()])
             .args(["--http", "off"])
             .args(args)

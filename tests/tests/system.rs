@@ -7,6 +7,7 @@
 //! they disturb the services. Run one group with
 //! `cargo test -p system-tests --test system late_data::`.
 
+mod alarms;
 mod bad_input;
 mod checkpoint_store;
 mod course_producer;

@@ -35,6 +35,8 @@ pub enum OutTopic {
     LateRejected,
     DeadLetter,
     PluginErrors,
+    /// Alarms raised by alarm rules (outputs of kind Alarm).
+    Alarms,
 }
 
 impl OutTopic {
@@ -46,6 +48,7 @@ impl OutTopic {
             OutTopic::LateRejected => "late-rejected",
             OutTopic::DeadLetter => "dead-letter",
             OutTopic::PluginErrors => "plugin-errors",
+            OutTopic::Alarms => "alarms",
         }
     }
 }

@@ -42,7 +42,7 @@ pub use lateness::{Lateness, LatenessPolicy};
 pub use tenant::{SwapReport, QUARANTINE_AFTER};
 
 use crate::pipeline::Pipeline;
-use crate::plugin::{LoadedPlugin, PluginHost, Sample};
+use crate::plugin::{Alarm, LoadedPlugin, PluginHost, Sample};
 use crate::tenant::{SiteMatcher, TenantBuild};
 use series::SeriesRegistry;
 use site::SiteState;
@@ -97,6 +97,8 @@ pub struct Stats {
     pub late_rejected: u64,
     pub dead_letters: BTreeMap<&'static str, u64>,
     pub outputs_emitted: u64,
+    /// Alarms alarm rules raised (a replayed alarm counts again).
+    pub alarms_raised: u64,
     pub plugin_errors: u64,
 }
 
@@ -154,6 +156,9 @@ pub struct Engine {
     stats: Stats,
     /// Reused buffer for derived outputs' samples.
     derived_samples: Vec<Sample>,
+    /// Alarms raised by the folds of the site being refreshed, with their output, until
+    /// `windows::emit_alarms` turns them into samples and records (kept to reuse its buffer).
+    raised: Vec<(usize, Alarm)>,
     /// (site, partition) pairs already logged as split, so the log says it once.
     split_reported: std::collections::HashSet<(String, i32)>,
     /// Partitions another host took over (the store fenced this one): their records are
@@ -216,6 +221,7 @@ impl Engine {
             effects,
             stats: Stats::default(),
             derived_samples: Vec::new(),
+            raised: Vec::new(),
             split_reported: Default::default(),
             fenced: HashSet::new(),
         })

@@ -9,6 +9,7 @@ use super::tenant::VersionId;
 use super::{Engine, OutRecord, OutTopic, StoredSample};
 use crate::pipeline::InputSource;
 use crate::plugin::{PluginError, PluginInstance, Sample, Window};
+use iot_protocol::Kind;
 
 impl Engine {
     pub(super) fn refresh_site(&mut self, name: &str) {
@@ -23,6 +24,8 @@ impl Engine {
             } else if !due {
                 self.fold_pending(name, &site, end, &mut day);
             }
+            // Alarms the folds raised leave with this batch, day by day in fold order.
+            self.emit_alarms(name, &mut site);
             if !self.config.lateness.retains(end, watermark) {
                 // Evicted: no reading can change this day any more.
                 self.report_unresolved(name, &site, end, &day);
@@ -82,7 +85,12 @@ impl Engine {
             Ok(()) => {
                 slot.version = Some(version);
                 slot.pending.clear();
-                t.version_mut(version).failures_in_a_row = 0;
+                let t_version = t.version_mut(version);
+                t_version.failures_in_a_row = 0;
+                if spec.kind == Kind::Alarm {
+                    let raised = t_version.instance.take_alarms();
+                    self.raised.extend(raised.map(|alarm| (output, alarm)));
+                }
             }
             Err(error) => {
                 slot.held_by = Some(version);
@@ -114,6 +122,11 @@ impl Engine {
                 continue;
             }
             self.fold_slot(name, site.tenant, end, output, day);
+            if pipeline.outputs[output].kind == Kind::Alarm {
+                // Alarms leave as they are raised (fold_slot); there is no value per day.
+                day.slots[output].dirty = false;
+                continue;
+            }
             let before = day.slots[output].value;
             let value = self.finish_slot(name, site.tenant, end, output, day);
             day.slots[output].dirty = false;
@@ -277,6 +290,48 @@ impl Engine {
             .to_string(),
         });
         self.stats.outputs_emitted += 1;
+    }
+}
+
+impl Engine {
+    /// Emits the alarms in `self.raised` (raised by the rules of `site`'s outputs): a
+    /// sample of the output's `Alarm` series at each alarm's instant, and a record on the
+    /// alarms topic keyed by series and instant (a replayed alarm has the same key).
+    fn emit_alarms(&mut self, site_name: &str, site: &mut SiteState) {
+        if self.raised.is_empty() {
+            return;
+        }
+        let pipeline = self.tenants[site.tenant].pipeline.clone();
+        let mut raised = std::mem::take(&mut self.raised);
+        for (output, alarm) in raised.drain(..) {
+            let spec = &pipeline.outputs[output];
+            let series =
+                self.series
+                    .output_series(site_name, site, output, spec, &mut self.effects);
+            self.effects.samples.push(StoredSample {
+                series,
+                ts_ms: alarm.ts_ms,
+                value: alarm.value,
+            });
+            let key = self.series.key(series);
+            self.effects.records.push(OutRecord {
+                topic: OutTopic::Alarms,
+                key: Some(format!("{key}@{}", alarm.ts_ms)),
+                value: json!({
+                    "site": site_name,
+                    "rule": spec.name,
+                    "plugin": spec.plugin,
+                    "kind": "Alarm",
+                    "ts": format_ts(alarm.ts_ms),
+                    "ts_ms": alarm.ts_ms,
+                    "value": alarm.value,
+                    "evidence": alarm.evidence,
+                })
+                .to_string(),
+            });
+            self.stats.alarms_raised += 1;
+        }
+        self.raised = raised;
     }
 }
 

@@ -28,7 +28,8 @@ pub enum PluginError {
     },
     #[error(
         "plugin {plugin} does not implement the WIT interface iot:aggregation/fold@1.0.0 \
-         ({detail}); build it against wit/aggregation.wit"
+         (or, for an alarm rule, iot:aggregation/alarm-rule@1.0.0) ({detail}); build it \
+         against wit/aggregation.wit"
     )]
     WrongInterface { plugin: String, detail: String },
     #[error(

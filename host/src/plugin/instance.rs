@@ -10,8 +10,9 @@ use super::bindings::{Aggregation, PluginInfo, Window};
 use super::deterministic::CallDeterminism;
 use super::error::PluginError;
 use super::limits::{MemoryCapExceeded, SandboxLimiter};
-use super::loader::Inner;
+use super::loader::{Exports, Inner};
 use super::lowering::SampleBatch;
+use super::rule::{Alarm, RuleCalls, RuleFoldParams, RuleFoldResults};
 use super::sample::Sample;
 use super::sandbox;
 use super::stdio::CapturedOutput;
@@ -48,13 +49,24 @@ pub struct PluginInstance {
     calls: u32,
     /// Fuel the last call burned (`None` when calls have no fuel bound).
     last_call_fuel: Option<u64>,
+    /// Alarms a rule's `fold` raised and the caller has not taken yet
+    /// ([`PluginInstance::take_alarms`]); always empty for an aggregation.
+    raised: Vec<Alarm>,
 }
 
 struct Live {
     store: Store<Sandbox>,
-    bindings: Aggregation,
-    /// The `fold` export, type-checked against [`FoldParams`] and [`FoldResults`].
-    fold: Func,
+    calls: Calls,
+}
+
+/// A live instance's functions, by the kind of plugin.
+enum Calls {
+    Aggregation {
+        bindings: Aggregation,
+        /// The `fold` export, type-checked against [`FoldParams`] and [`FoldResults`].
+        fold: Func,
+    },
+    AlarmRule(RuleCalls),
 }
 
 impl PluginInstance {
@@ -66,6 +78,7 @@ impl PluginInstance {
             meter: None,
             calls: 0,
             last_call_fuel: None,
+            raised: Vec::new(),
         })
     }
 
@@ -105,11 +118,12 @@ impl PluginInstance {
     }
 
     pub(super) fn info(&mut self) -> Result<PluginInfo, PluginError> {
-        self.call("info", |live| {
-            live.bindings
+        self.call("info", |live| match &live.calls {
+            Calls::Aggregation { bindings, .. } => bindings
                 .iot_aggregation_fold()
                 .call_info(&mut live.store)
-                .map(Ok)
+                .map(Ok),
+            Calls::AlarmRule(rule) => rule.info(&mut live.store).map(Ok),
         })
     }
 
@@ -121,17 +135,22 @@ impl PluginInstance {
         inputs: u32,
         window: Window,
     ) -> Result<Vec<u8>, PluginError> {
-        let state = self.call("init", |live| {
-            live.bindings
-                .iot_aggregation_fold()
-                .call_init(&mut live.store, params, inputs, window)
+        let state = self.call("init", |live| match &live.calls {
+            Calls::Aggregation { bindings, .. } => {
+                bindings
+                    .iot_aggregation_fold()
+                    .call_init(&mut live.store, params, inputs, window)
+            }
+            Calls::AlarmRule(rule) => rule.init(&mut live.store, params, inputs, window),
         })?;
         self.check_state_size("init", state.len())?;
         Ok(state)
     }
 
     /// Folds `samples`, in order, into the accumulator `state`, in calls of at most
-    /// [`Self::MAX_SAMPLES_PER_FOLD_CALL`] samples. On error `state` is left as it was.
+    /// [`Self::MAX_SAMPLES_PER_FOLD_CALL`] samples. On error `state` is left as it was, and
+    /// so are the alarms waiting to be taken (an alarm rule's alarms of a failed fold are
+    /// dropped with it: folding the same samples again raises them again).
     pub fn fold(
         &mut self,
         state: &mut Vec<u8>,
@@ -142,12 +161,29 @@ impl PluginInstance {
         let Some(first) = chunks.next() else {
             return Ok(());
         };
-        let mut folded = self.fold_call(state, window, first)?;
-        for chunk in chunks {
-            folded = self.fold_call(&folded, window, chunk)?;
+        let taken = self.raised.len();
+        let folded = (|| {
+            let mut folded = self.fold_call(state, window, first)?;
+            for chunk in chunks {
+                folded = self.fold_call(&folded, window, chunk)?;
+            }
+            Ok(folded)
+        })();
+        match folded {
+            Ok(folded) => {
+                *state = folded;
+                Ok(())
+            }
+            Err(error) => {
+                self.raised.truncate(taken);
+                Err(error)
+            }
         }
-        *state = folded;
-        Ok(())
+    }
+
+    /// The alarms an alarm rule raised in the folds since the last call, in order.
+    pub fn take_alarms(&mut self) -> std::vec::Drain<'_, Alarm> {
+        self.raised.drain(..)
     }
 
     /// Samples one `fold` call receives at most; a longer run is folded in several calls
@@ -166,14 +202,57 @@ impl PluginInstance {
         window: Window,
         samples: &[Sample],
     ) -> Result<Vec<u8>, PluginError> {
-        let folded = self.call("fold", |live| {
-            // SAFETY: `live.fold` was type-checked against these types when instantiated.
-            let fold =
-                unsafe { TypedFunc::<FoldParams<'_>, FoldResults>::new_unchecked(live.fold) };
+        let folded = match self.plugin.kind() {
+            super::PluginKind::AlarmRule => self.rule_fold_call(state, window, samples)?,
+            super::PluginKind::Aggregation => self.call("fold", |live| {
+                let Calls::Aggregation { fold, .. } = live.calls else {
+                    unreachable!("an aggregation's instance")
+                };
+                // SAFETY: `fold` was type-checked against these types when instantiated.
+                let fold = unsafe { TypedFunc::<FoldParams<'_>, FoldResults>::new_unchecked(fold) };
+                let (result,) =
+                    fold.call(&mut live.store, (state, window, SampleBatch(samples)))?;
+                Ok(result)
+            })?,
+        };
+        self.check_state_size("fold", folded.len())?;
+        Ok(folded)
+    }
+
+    /// A rule's `fold`: the accumulator, and its alarms checked and kept for the caller.
+    fn rule_fold_call(
+        &mut self,
+        state: &[u8],
+        window: Window,
+        samples: &[Sample],
+    ) -> Result<Vec<u8>, PluginError> {
+        let (folded, raised) = self.call("fold", |live| {
+            let Calls::AlarmRule(rule) = &live.calls else {
+                unreachable!("a rule's instance")
+            };
+            // SAFETY: `fold` was type-checked against these types when instantiated.
+            let fold = unsafe {
+                TypedFunc::<RuleFoldParams<'_>, RuleFoldResults>::new_unchecked(rule.fold)
+            };
             let (result,) = fold.call(&mut live.store, (state, window, SampleBatch(samples)))?;
             Ok(result)
         })?;
-        self.check_state_size("fold", folded.len())?;
+        for alarm in raised {
+            let alarm = alarm.into_alarm();
+            let inside = window.start_ms < alarm.ts_ms && alarm.ts_ms <= window.end_ms;
+            if !inside || !alarm.value.is_finite() {
+                return Err(PluginError::Returned {
+                    plugin: self.plugin.name.clone(),
+                    call: "fold",
+                    message: format!(
+                        "raised an alarm at {} with value {} (an alarm needs a time inside its \
+                         window ({}, {}] and a finite value)",
+                        alarm.ts_ms, alarm.value, window.start_ms, window.end_ms
+                    ),
+                });
+            }
+            self.raised.push(alarm);
+        }
         Ok(folded)
     }
 
@@ -193,9 +272,16 @@ impl PluginInstance {
     }
 
     /// The window's value from the accumulator; `None` = no value for this window.
+    /// An alarm rule has no value per window: `None`, without calling it.
     pub fn finish(&mut self, state: &[u8], window: Window) -> Result<Option<f64>, PluginError> {
+        if self.plugin.kind() == super::PluginKind::AlarmRule {
+            return Ok(None);
+        }
         let value = self.call("finish", |live| {
-            live.bindings
+            let Calls::Aggregation { bindings, .. } = &live.calls else {
+                unreachable!("an aggregation's instance")
+            };
+            bindings
                 .iot_aggregation_fold()
                 .call_finish(&mut live.store, state, window)
         })?;
@@ -270,7 +356,7 @@ fn instantiate(plugin: &Inner, meter: Option<&PluginMeter>) -> Result<Live, Plug
         limiter.report_memory_to(meter.memory.clone());
     }
     let mut store = Store::new(
-        plugin.pre.engine(),
+        plugin.engine(),
         Sandbox {
             limiter,
             output: CapturedOutput::default(),
@@ -286,23 +372,30 @@ fn instantiate(plugin: &Inner, meter: Option<&PluginMeter>) -> Result<Live, Plug
     if let Some(ticks) = plugin.limits.deadline_ticks() {
         store.set_epoch_deadline(ticks);
     }
-    let instantiated = (|| {
-        let instance = plugin.pre.instance_pre().instantiate(&mut store)?;
-        let bindings = plugin.indices.load(&mut store, &instance)?;
-        let fold = instance
-            .get_func(&mut store, plugin.fold_index)
-            .ok_or_else(|| wasmtime::format_err!("no fold export"))?;
-        fold.typed::<FoldParams<'_>, FoldResults>(&store)?;
-        Ok((bindings, fold))
+    let instantiated = (|| match &plugin.exports {
+        Exports::Aggregation {
+            pre,
+            indices,
+            fold: fold_index,
+        } => {
+            let instance = pre.instance_pre().instantiate(&mut store)?;
+            let bindings = indices.load(&mut store, &instance)?;
+            let fold = instance
+                .get_func(&mut store, *fold_index)
+                .ok_or_else(|| wasmtime::format_err!("no fold export"))?;
+            fold.typed::<FoldParams<'_>, FoldResults>(&store)?;
+            Ok(Calls::Aggregation { bindings, fold })
+        }
+        Exports::AlarmRule { pre, rule } => {
+            let instance = pre.instantiate(&mut store)?;
+            Ok(Calls::AlarmRule(RuleCalls::load(
+                &mut store, &instance, rule,
+            )?))
+        }
     })();
     let printed = store.data_mut().output.take();
-    let (bindings, fold) =
-        instantiated.map_err(|e| classify(plugin, "instantiation", e, printed))?;
-    Ok(Live {
-        store,
-        bindings,
-        fold,
-    })
+    let calls = instantiated.map_err(|e| classify(plugin, "instantiation", e, printed))?;
+    Ok(Live { store, calls })
 }
 
 /// Turns a wasmtime error of a call into the PluginError that says what happened; what the

@@ -10,6 +10,7 @@ use super::bindings::{AggregationIndices, AggregationPre, PluginInfo};
 use super::error::PluginError;
 use super::instance::{PluginInstance, Sandbox};
 use super::limits::PluginLimits;
+use super::rule::{self, RuleExports};
 use super::sandbox;
 
 /// Compiles and validates plugins. One per process, or one per tenant if tenants have
@@ -90,15 +91,20 @@ impl PluginHost {
             detail: format!("{e:#}; it exports: {}", exports.join(", ")),
         };
         let pre: InstancePre<Sandbox> = linker.instantiate_pre(&component).map_err(wrong)?;
-        let pre = AggregationPre::new(pre).map_err(wrong)?;
-        let indices = AggregationIndices::new(pre.instance_pre()).map_err(wrong)?;
-        let fold_index = component
-            .get_export_index(None, "iot:aggregation/fold@1.0.0")
-            .and_then(|fold| component.get_export_index(Some(&fold), "fold"))
-            .ok_or_else(|| PluginError::WrongInterface {
-                plugin: name.to_owned(),
-                detail: "no export iot:aggregation/fold@1.0.0#fold".to_owned(),
-            })?;
+        let exports = if let Some(rule) = RuleExports::find(&component) {
+            Exports::AlarmRule { pre, rule }
+        } else {
+            let pre = AggregationPre::new(pre).map_err(wrong)?;
+            let indices = AggregationIndices::new(pre.instance_pre()).map_err(wrong)?;
+            let fold = component
+                .get_export_index(None, "iot:aggregation/fold@1.0.0")
+                .and_then(|fold| component.get_export_index(Some(&fold), "fold"))
+                .ok_or_else(|| PluginError::WrongInterface {
+                    plugin: name.to_owned(),
+                    detail: "no export iot:aggregation/fold@1.0.0#fold".to_owned(),
+                })?;
+            Exports::Aggregation { pre, indices, fold }
+        };
         let mut inner = Arc::new(Inner {
             name: name.to_owned(),
             hash: build_hash(bytes),
@@ -110,9 +116,7 @@ impl PluginHost {
                 min_inputs: 0,
                 max_inputs: 0,
             },
-            pre,
-            indices,
-            fold_index,
+            exports,
             limits: self.limits,
             imports,
         });
@@ -134,6 +138,41 @@ impl PluginHost {
     }
 }
 
+/// What a plugin is, by the interface its component exports, and where its functions are.
+pub(super) enum Exports {
+    /// `iot:aggregation/fold@1.0.0`.
+    Aggregation {
+        pre: AggregationPre<Sandbox>,
+        indices: AggregationIndices,
+        /// `fold`, called through a faster path than the generated bindings (lowering.rs).
+        fold: ComponentExportIndex,
+    },
+    /// `iot:aggregation/alarm-rule@1.0.0` (`rule.rs`).
+    AlarmRule {
+        pre: InstancePre<Sandbox>,
+        rule: RuleExports,
+    },
+}
+
+/// Whether a plugin computes a value per window or raises alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// Exports `fold`: a value per window (outputs of kind AggDay, AggDayDiff, AggDayRest).
+    Aggregation,
+    /// Exports `alarm-rule`: alarms as readings arrive (outputs of kind Alarm).
+    AlarmRule,
+}
+
+impl PluginKind {
+    /// The interface that makes a component this kind of plugin.
+    pub fn interface(self) -> &'static str {
+        match self {
+            PluginKind::Aggregation => "iot:aggregation/fold@1.0.0",
+            PluginKind::AlarmRule => rule::INTERFACE,
+        }
+    }
+}
+
 /// What every instance of a plugin shares.
 pub(super) struct Inner {
     /// The file stem, for errors and logs.
@@ -145,13 +184,26 @@ pub(super) struct Inner {
     pub bytes: Arc<[u8]>,
     pub info: PluginInfo,
     /// Compiled, linked and type-checked: instantiating is cheap.
-    pub pre: AggregationPre<Sandbox>,
-    pub indices: AggregationIndices,
-    /// `fold`, called through a faster path than the generated bindings (see lowering.rs).
-    pub fold_index: ComponentExportIndex,
+    pub exports: Exports,
     pub limits: PluginLimits,
     /// What the component imports (all accepted by the sandbox, or it would not load).
     pub imports: Vec<String>,
+}
+
+impl Inner {
+    pub fn engine(&self) -> &Engine {
+        match &self.exports {
+            Exports::Aggregation { pre, .. } => pre.instance_pre().engine(),
+            Exports::AlarmRule { pre, .. } => pre.engine(),
+        }
+    }
+
+    pub fn kind(&self) -> PluginKind {
+        match self.exports {
+            Exports::Aggregation { .. } => PluginKind::Aggregation,
+            Exports::AlarmRule { .. } => PluginKind::AlarmRule,
+        }
+    }
 }
 
 /// A compiled, validated plugin. Cheap to clone and share between threads; each thread
@@ -169,6 +221,11 @@ impl LoadedPlugin {
 
     pub fn info(&self) -> &PluginInfo {
         &self.inner.info
+    }
+
+    /// An aggregation or an alarm rule.
+    pub fn kind(&self) -> PluginKind {
+        self.inner.kind()
     }
 
     /// SHA-256 of the component, in hex: two loads of the same bytes are the same build.

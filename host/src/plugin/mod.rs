@@ -5,6 +5,9 @@
 //!   (`wit/aggregation.wit`, documented in `wit/README.md`), and reads its [`PluginInfo`].
 //! - [`LoadedPlugin`] is a compiled, validated plugin: `Clone + Send + Sync`, cheap to
 //!   instantiate (pre-linked `InstancePre`).
+//! - A plugin is an aggregation (exports `fold`: a value per window) or an alarm rule
+//!   (exports `alarm-rule`: a `fold` that also returns the alarms it raised; `rule.rs`),
+//!   [`PluginKind`].
 //! - [`PluginInstance`] calls `init`, `fold` and `finish` under a fuel bound and a memory cap
 //!   ([`PluginLimits`]), and turns every failure (trap, exhausted fuel or memory, an error
 //!   the plugin returns, a non-finite value) into a [`PluginError`]; after a trap it starts
@@ -26,6 +29,7 @@ mod instance;
 mod limits;
 mod loader;
 mod lowering;
+mod rule;
 mod sample;
 mod sandbox;
 mod stdio;
@@ -34,7 +38,8 @@ pub use bindings::{PluginInfo, Window};
 pub use error::{bounded_message, PluginError};
 pub use instance::PluginInstance;
 pub use limits::{PluginLimits, WasiAccess};
-pub use loader::{build_hash, LoadedPlugin, PluginHost};
+pub use loader::{build_hash, LoadedPlugin, PluginHost, PluginKind};
+pub use rule::{Alarm, MAX_EVIDENCE_BYTES};
 pub use sample::Sample;
 
 #[allow(dead_code)]

@@ -52,6 +52,7 @@ pub struct TopicNames {
     pub late_rejected: String,
     pub dead_letter: String,
     pub plugin_errors: String,
+    pub alarms: String,
 }
 
 impl Default for TopicNames {
@@ -61,6 +62,7 @@ impl Default for TopicNames {
             late_rejected: "late-rejected".into(),
             dead_letter: "dead-letter".into(),
             plugin_errors: "plugin-errors".into(),
+            alarms: "alarms".into(),
         }
     }
 }
@@ -72,6 +74,7 @@ impl TopicNames {
             OutTopic::LateRejected => &self.late_rejected,
             OutTopic::DeadLetter => &self.dead_letter,
             OutTopic::PluginErrors => &self.plugin_errors,
+            OutTopic::Alarms => &self.alarms,
         }
     }
 }

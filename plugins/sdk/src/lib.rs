@@ -39,6 +39,8 @@
 //!   (the bindings are generated here, once, so a plugin never calls the generator);
 //! - [`Error`] (`error.rs`): what a plugin returns; the host shows it prefixed with the
 //!   plugin's name;
+//! - [`AlarmRule`] (`rule.rs`): a rule that raises alarms as readings arrive instead of a
+//!   value per window; [`export_rule!`] exports it;
 //! - `harness` (`harness.rs`, native builds only): [`component_test!`] runs the built
 //!   component through the host's harness from the plugin's own `cargo test`.
 //!
@@ -53,6 +55,7 @@ pub mod export;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
 mod params;
+pub mod rule;
 mod state;
 
 /// The WIT bindings, generated from `wit/` once for every plugin.
@@ -67,11 +70,24 @@ pub mod bindings {
     });
 }
 
+/// The WIT bindings of alarm rules (world `rule`).
+#[doc(hidden)]
+pub mod rule_bindings {
+    wit_bindgen::generate!({
+        world: "rule",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_alarm_rule",
+        default_bindings_module: "iot_plugin::rule_bindings",
+    });
+}
+
 pub use aggregation::Aggregation;
 pub use bindings::exports::iot::aggregation::fold::{Sample, Window};
 pub use error::{Error, Result};
 pub use iot_plugin_derive::{Params, State};
-pub use params::{FromParam, Params, TimeOfDay};
+pub use params::{FromParam, Params, TimeOfDay, UtcOffset};
+pub use rule::{AlarmRule, Alarms};
 pub use state::{Field, Reader, State};
 
 /// Milliseconds in a day (UTC days have no leap seconds in the host's time model).

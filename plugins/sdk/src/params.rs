@@ -79,6 +79,14 @@ impl TimeOfDay {
     }
 }
 
+impl std::fmt::Display for TimeOfDay {
+    /// `HH:MM` (seconds are dropped).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let minutes = self.0 / 60_000;
+        write!(f, "{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
 impl FromParam for TimeOfDay {
     fn from_param(text: &str) -> Result<Self, String> {
         let bad = || "a time of day \"HH:MM\" (00:00 to 23:59)".to_owned();
@@ -92,6 +100,50 @@ impl FromParam for TimeOfDay {
             return Err(bad());
         }
         Ok(TimeOfDay((hours * 60 + minutes) * 60_000))
+    }
+}
+
+/// A fixed offset from UTC, `"+01:00"`, `"-05:30"` or `"+00:00"` (sites keep UTC
+/// timestamps; a rule about local hours takes the site's offset as a parameter). No
+/// daylight-saving rules: one offset per output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UtcOffset(i32);
+
+impl UtcOffset {
+    /// The offset in milliseconds (negative west of Greenwich).
+    pub fn ms(self) -> i32 {
+        self.0
+    }
+
+    pub fn from_ms(ms: i32) -> Option<UtcOffset> {
+        (ms.unsigned_abs() < 24 * 3_600_000).then_some(UtcOffset(ms))
+    }
+
+    /// The local time of day of an instant (UTC ms since the epoch) at this offset.
+    pub fn time_of_day(self, ts_ms: i64) -> TimeOfDay {
+        TimeOfDay::of_instant(ts_ms + i64::from(self.0))
+    }
+}
+
+impl std::fmt::Display for UtcOffset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let minutes = self.0.unsigned_abs() / 60_000;
+        let sign = if self.0 < 0 { '-' } else { '+' };
+        write!(f, "UTC{sign}{:02}:{:02}", minutes / 60, minutes % 60)
+    }
+}
+
+impl FromParam for UtcOffset {
+    fn from_param(text: &str) -> Result<Self, String> {
+        let bad = || "an offset from UTC \"+HH:MM\" or \"-HH:MM\" (e.g. +01:00)".to_owned();
+        let text = text.trim();
+        let (sign, rest) = match text.as_bytes().first() {
+            Some(b'+') => (1, &text[1..]),
+            Some(b'-') => (-1, &text[1..]),
+            _ => return Err(bad()),
+        };
+        let time = TimeOfDay::from_param(rest).map_err(|_| bad())?;
+        UtcOffset::from_ms(sign * time.ms() as i32).ok_or_else(bad)
     }
 }
 
@@ -142,6 +194,21 @@ mod tests {
             assert!(TimeOfDay::from_param(bad).is_err(), "{bad}");
         }
         assert_eq!(TimeOfDay::of_instant(-1).ms(), (DAY_MS - 1) as u32);
+    }
+
+    #[test]
+    fn utc_offsets_are_signed_hours_and_minutes() {
+        assert_eq!(UtcOffset::from_param("+01:00").unwrap().ms(), 3_600_000);
+        assert_eq!(UtcOffset::from_param("-05:30").unwrap().ms(), -330 * 60_000);
+        assert_eq!(UtcOffset::from_param("+00:00").unwrap().ms(), 0);
+        for bad in ["01:00", "+1:00", "+24:00", "", "Z"] {
+            assert!(UtcOffset::from_param(bad).is_err(), "{bad}");
+        }
+        // 23:30 UTC is 00:30 the next day at +01:00.
+        let late_evening = 23 * 3_600_000 + 30 * 60_000;
+        let plus_one = UtcOffset::from_param("+01:00").unwrap();
+        assert_eq!(plus_one.time_of_day(late_evening).ms(), 30 * 60_000);
+        assert_eq!(plus_one.to_string(), "UTC+01:00");
     }
 
     #[test]
