@@ -91,6 +91,8 @@ pub struct Metrics {
     pub dead_letters: Family<ReasonLabels, Counter>,
     /// Daily values the plugins emitted (new or changed).
     pub outputs_emitted: Counter,
+    /// Alarms the alarm rules raised (a replay after a crash counts again).
+    pub alarms_raised: Counter,
     /// Records published to the output topics, per topic, once their batch is durable.
     pub records_published: Family<TopicLabels, Counter>,
     /// Readings per batch the engine folded.
@@ -126,6 +128,7 @@ impl Metrics {
             readings: Family::default(),
             dead_letters: Family::default(),
             outputs_emitted: Counter::default(),
+            alarms_raised: Counter::default(),
             records_published: Family::default(),
             // 1 to 32,768 readings.
             batch_records: Histogram::new(exponential_buckets(1.0, 2.0, 16)),
@@ -162,6 +165,11 @@ impl Metrics {
             "outputs_emitted",
             "Daily values emitted",
             m.outputs_emitted.clone(),
+        );
+        r.register(
+            "alarms_raised",
+            "Alarms raised by alarm rules",
+            m.alarms_raised.clone(),
         );
         r.register(
             "records_published",
@@ -264,6 +272,8 @@ impl Metrics {
         }
         self.outputs_emitted
             .inc_by(now.outputs_emitted.saturating_sub(before.outputs_emitted));
+        self.alarms_raised
+            .inc_by(now.alarms_raised.saturating_sub(before.alarms_raised));
     }
 
     /// The handles a plugin instance updates on every call.

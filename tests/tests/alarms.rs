@@ -41,46 +41,26 @@ const BAND: BandRule = BandRule {
 const ENERGY_THRESHOLD_WH: f64 = 2_000.0;
 const ENERGY_SENSORS: [&str; 4] = ["HVAC1", "HVAC2", "MiAC1", "MiAC2"];
 
-/// The three rules as outputs, after the reference pipeline.
+/// The alarm outputs `scripts/run-local` adds to the reference pipeline; the rule
+/// constants above are their parameters.
+const ALARM_OUTPUTS: &str = include_str!("../../host/pipelines/alarms.toml");
+
 fn pipeline() -> String {
-    format!(
-        r#"{REFERENCE_PIPELINE}
-[[output]]
-name = "NightMotion"
-kind = "Alarm"
-plugin = "motion-at-night"
-inputs = ["Mov1"]
-unit = "alarm"
-[output.params]
-from = "02:00"
-to = "06:00"
-utc_offset = "+01:00"
-
-[[output]]
-name = "LowEnergyMotion"
-kind = "Alarm"
-plugin = "motion-low-energy"
-inputs = ["Mov1", "{}"]
-unit = "Wh"
-[output.params]
-threshold = {ENERGY_THRESHOLD_WH}
-
-[[output]]
-name = "TH1Band"
-kind = "Alarm"
-plugin = "out-of-band"
-inputs = ["TH1"]
-unit = "degC"
-[output.params]
-low = {}
-high = {}
-readings = {}
-"#,
-        ENERGY_SENSORS.join("\", \""),
-        BAND.low,
-        BAND.high,
-        BAND.readings
-    )
+    for (param, value) in [
+        ("from", "\"02:00\""),
+        ("to", "\"06:00\""),
+        ("utc_offset", "\"+01:00\""),
+        ("threshold", "2000"),
+        ("low", "14"),
+        ("high", "33"),
+        ("readings", "2"),
+    ] {
+        assert!(
+            ALARM_OUTPUTS.contains(&format!("{param} = {value}")),
+            "host/pipelines/alarms.toml sets {param} = {value}, as the oracle's rules assume"
+        );
+    }
+    format!("{REFERENCE_PIPELINE}\n{ALARM_OUTPUTS}")
 }
 
 /// The instant `hh:mm` UTC of simulated day `day`.
