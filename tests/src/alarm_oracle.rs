@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::oracle::{self, SentReading, DAY_MS, MINUTE_MS};
+use crate::oracle::{self, SentReading, SeriesValues, DAY_MS, MINUTE_MS};
 
 /// An alarm the oracle expects: (site, rule output's name) → (instant → value).
 pub type ExpectedAlarms = BTreeMap<(String, String), BTreeMap<i64, f64>>;
@@ -147,4 +147,74 @@ pub fn per_rule(expected: &ExpectedAlarms) -> HashMap<String, usize> {
         *counts.entry(rule.clone()).or_default() += alarms.len();
     }
     counts
+}
+
+/// The alarm outputs of `host/pipelines/alarms.toml` (what `scripts/run-local` adds to the
+/// reference pipeline).
+pub const SHIPPED_ALARM_OUTPUTS: &str = include_str!("../../host/pipelines/alarms.toml");
+
+/// `NightMotion` of `host/pipelines/alarms.toml`.
+pub const SHIPPED_NIGHT: NightRule = NightRule {
+    from_ms: 2 * 3_600_000,
+    to_ms: 6 * 3_600_000,
+    utc_offset_ms: 3_600_000,
+};
+/// `TH1Band` of `host/pipelines/alarms.toml`.
+pub const SHIPPED_BAND: BandRule = BandRule {
+    sensor: "TH1",
+    low: 14.0,
+    high: 33.0,
+    readings: 2,
+};
+/// `LowEnergyMotion` of `host/pipelines/alarms.toml`.
+pub const SHIPPED_ENERGY_THRESHOLD_WH: f64 = 2_000.0;
+pub const SHIPPED_ENERGY_SENSORS: [&str; 4] = ["HVAC1", "HVAC2", "MiAC1", "MiAC2"];
+
+/// The reference pipeline followed by the shipped alarm outputs, after checking that the
+/// file still sets the parameters the constants above assume.
+pub fn reference_with_shipped_alarms() -> String {
+    for (param, value) in [
+        ("from", "\"02:00\""),
+        ("to", "\"06:00\""),
+        ("utc_offset", "\"+01:00\""),
+        ("threshold", "2000"),
+        ("low", "14"),
+        ("high", "33"),
+        ("readings", "2"),
+    ] {
+        assert!(
+            SHIPPED_ALARM_OUTPUTS.contains(&format!("{param} = {value}")),
+            "host/pipelines/alarms.toml sets {param} = {value}, as the oracle's rules assume"
+        );
+    }
+    format!(
+        "{}\n{SHIPPED_ALARM_OUTPUTS}",
+        crate::live_host::REFERENCE_PIPELINE
+    )
+}
+
+/// The alarms the shipped alarm outputs must raise for `sent`.
+pub fn shipped_alarms(sent: &[SentReading]) -> ExpectedAlarms {
+    let energy = LowEnergyRule {
+        threshold: SHIPPED_ENERGY_THRESHOLD_WH,
+        energy_sensors: SHIPPED_ENERGY_SENSORS.to_vec(),
+    };
+    merged([
+        night_alarms(sent, "NightMotion", SHIPPED_NIGHT),
+        low_energy_alarms(sent, "LowEnergyMotion", &energy),
+        band_alarms(sent, "TH1Band", SHIPPED_BAND),
+    ])
+}
+
+/// The expected alarms as stored series: (site, output, "Alarm") → values.
+pub fn as_series(expected: &ExpectedAlarms) -> BTreeMap<(String, String, String), SeriesValues> {
+    expected
+        .iter()
+        .map(|((site, rule), alarms)| {
+            (
+                (site.clone(), rule.clone(), "Alarm".to_owned()),
+                alarms.clone(),
+            )
+        })
+        .collect()
 }

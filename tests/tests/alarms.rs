@@ -1,4 +1,4 @@
-//! Alarm rules end to end (SPEC §6, issue "Operations"): the three shipped rules run as
+//! Alarm rules end to end: the three shipped rules (`host/pipelines/alarms.toml`) run as
 //! outputs of kind `Alarm` beside the reference pipeline in the real host binary, over a
 //! simulated fleet plus late readings of our own; every alarm in RedisTimeSeries and on
 //! the `alarms` topic equals what the alarm oracle computes from the readings sent, and
@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
-use system_tests::alarm_oracle::{self, hh_mm, BandRule, ExpectedAlarms, LowEnergyRule, NightRule};
+use system_tests::alarm_oracle::{self, hh_mm, ExpectedAlarms};
 use system_tests::fixture::{plugin_dir, TestScope};
 use system_tests::harness::{produce, SystemTopics};
-use system_tests::live_host::{HostFiles, LiveHost, REFERENCE_PIPELINE};
+use system_tests::live_host::{HostFiles, LiveHost};
 use system_tests::oracle::{self, SentReading, DAY_MS};
 use system_tests::progress::Progress;
 use system_tests::redis_read;
@@ -26,42 +26,6 @@ const DAYS: u32 = 6;
 const PARTITIONS: i32 = 3;
 /// Generous: a debug host on a busy two-core machine drains this in seconds.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
-
-const NIGHT: NightRule = NightRule {
-    from_ms: 2 * 3_600_000,
-    to_ms: 6 * 3_600_000,
-    utc_offset_ms: 3_600_000,
-};
-const BAND: BandRule = BandRule {
-    sensor: "TH1",
-    low: 14.0,
-    high: 33.0,
-    readings: 2,
-};
-const ENERGY_THRESHOLD_WH: f64 = 2_000.0;
-const ENERGY_SENSORS: [&str; 4] = ["HVAC1", "HVAC2", "MiAC1", "MiAC2"];
-
-/// The alarm outputs `scripts/run-local` adds to the reference pipeline; the rule
-/// constants above are their parameters.
-const ALARM_OUTPUTS: &str = include_str!("../../host/pipelines/alarms.toml");
-
-fn pipeline() -> String {
-    for (param, value) in [
-        ("from", "\"02:00\""),
-        ("to", "\"06:00\""),
-        ("utc_offset", "\"+01:00\""),
-        ("threshold", "2000"),
-        ("low", "14"),
-        ("high", "33"),
-        ("readings", "2"),
-    ] {
-        assert!(
-            ALARM_OUTPUTS.contains(&format!("{param} = {value}")),
-            "host/pipelines/alarms.toml sets {param} = {value}, as the oracle's rules assume"
-        );
-    }
-    format!("{REFERENCE_PIPELINE}\n{ALARM_OUTPUTS}")
-}
 
 /// The instant `hh:mm` UTC of simulated day `day`.
 fn at(day: i64, hh: i64, mm: i64) -> i64 {
@@ -87,18 +51,6 @@ fn late_readings(site: &str) -> Vec<String> {
         reading(site, "TH1", at(recent, 10, 8), 41.0),
         reading(site, "Mov1", at(DAYS as i64 - 5, 1, 40), 1.0),
     ]
-}
-
-fn expected_alarms(sent: &[SentReading]) -> ExpectedAlarms {
-    let energy = LowEnergyRule {
-        threshold: ENERGY_THRESHOLD_WH,
-        energy_sensors: ENERGY_SENSORS.to_vec(),
-    };
-    alarm_oracle::merged([
-        alarm_oracle::night_alarms(sent, "NightMotion", NIGHT),
-        alarm_oracle::low_energy_alarms(sent, "LowEnergyMotion", &energy),
-        alarm_oracle::band_alarms(sent, "TH1Band", BAND),
-    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +94,7 @@ async fn three_alarm_rules_raise_exactly_the_alarms_the_oracle_computes_late_rea
     for rule in ["motion-at-night", "motion-low-energy", "out-of-band"] {
         files.deploy(rule, &plugin_dir().join(format!("{rule}.wasm")));
     }
-    files.write_pipeline(&pipeline());
+    files.write_pipeline(&alarm_oracle::reference_with_shipped_alarms());
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
     let (plugins, pipeline_file) = (files.plugins(), files.pipeline());
     let mut host = LiveHost::start(
@@ -168,7 +120,7 @@ async fn three_alarm_rules_raise_exactly_the_alarms_the_oracle_computes_late_rea
     host.stop().await;
     let _ = std::fs::remove_file(&log);
 
-    let expected = expected_alarms(&sent);
+    let expected = alarm_oracle::shipped_alarms(&sent);
     let per_rule = alarm_oracle::per_rule(&expected);
     println!("alarms the oracle expects, by rule: {per_rule:?}");
     for rule in ["NightMotion", "LowEnergyMotion", "TH1Band"] {

@@ -1,13 +1,16 @@
 //! kill -9 of the host at random instants of a multi-day run, each followed by a restart:
 //! RedisTimeSeries ends exactly as the oracle says an uninterrupted run would leave it.
+//! The five-crash run also runs the shipped alarm rules: their replayed alarms land on the
+//! same keys, so the Alarm series end as the alarm oracle says too.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use rand::{Rng, SeedableRng};
+use system_tests::alarm_oracle;
 use system_tests::fixture::{plugin_dir, LocalService, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
@@ -107,16 +110,37 @@ fn partitions_with_records(scope: &TestScope, topics: &SystemTopics) -> Vec<i32>
 /// Every stored series equals the oracle's, and nothing else is stored.
 async fn assert_equal_to_oracle(scope: &TestScope, sent: &[SentReading], when: &str) {
     let expected = oracle::expected(sent);
+    assert_series_equal(scope, &expected.series, when).await;
+}
+
+/// [`assert_equal_to_oracle`] for a host that also ran the shipped alarm rules: their
+/// `Alarm` series too.
+async fn assert_equal_to_oracle_with_alarms(scope: &TestScope, sent: &[SentReading], when: &str) {
+    let mut expected = oracle::expected(sent).series;
+    let alarms = alarm_oracle::shipped_alarms(sent);
+    assert!(
+        alarm_oracle::count(&alarms) > 0,
+        "the load must raise alarms for the test to mean something"
+    );
+    expected.extend(alarm_oracle::as_series(&alarms));
+    assert_series_equal(scope, &expected, when).await;
+}
+
+async fn assert_series_equal(
+    scope: &TestScope,
+    expected: &BTreeMap<(String, String, String), oracle::SeriesValues>,
+    when: &str,
+) {
     let mut conn = scope.redis_conn().await;
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
     let mut differences = Vec::new();
-    for (series, values) in &expected.series {
+    for (series, values) in expected {
         if stored.get(series) != Some(values) {
             differences.push(format!("{series:?}"));
         }
     }
     for series in stored.keys() {
-        if !expected.series.contains_key(series) {
+        if !expected.contains_key(series) {
             differences.push(format!("unexpected {series:?}"));
         }
     }
@@ -140,10 +164,15 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
     );
 
     let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
+    // The reference pipeline and the shipped alarm rules: replayed alarms must land on the
+    // same keys.
+    let pipeline = std::env::temp_dir().join(format!("{}-pipeline.toml", scope.id));
+    std::fs::write(&pipeline, alarm_oracle::reference_with_shipped_alarms()).unwrap();
+    let with_alarms = ["--pipeline", pipeline.to_str().unwrap()];
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xC0FFEE);
     for _ in 0..KILLS {
-        let mut host = start_host_with(&scope, &topics, &log, &[]);
+        let mut host = start_host_with(&scope, &topics, &log, &with_alarms);
         // Kill at a random instant after the host has made some progress.
         progress
             .wait_for_more(
@@ -159,10 +188,11 @@ async fn five_kill_minus_nine_crashes_leave_redis_exactly_as_the_oracle() {
         host.kill(); // SIGKILL
     }
 
-    let sent = drain_after(load, &scope, &topics, &log, &[]).await;
+    let sent = drain_after(load, &scope, &topics, &log, &with_alarms).await;
     assert_eq!(progress.stored().await, Some(sent.len() as i64));
-    assert_equal_to_oracle(&scope, &sent, &format!("after {KILLS} crashes")).await;
+    assert_equal_to_oracle_with_alarms(&scope, &sent, &format!("after {KILLS} crashes")).await;
     let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_file(&pipeline);
 }
 
 /// A Redis that lost everything (restarted without persistence, or replaced) while the

@@ -34,7 +34,9 @@ impl AlarmRule for OutOfBand {
     fn init(band: Band, _: u32, _: Window) -> Result<Run> {
         let ordered = band.low.partial_cmp(&band.high) == Some(std::cmp::Ordering::Less);
         if !ordered || band.readings == 0 {
-            return Err(Error::new("needs low < high (both numbers) and readings ≥ 1"));
+            return Err(Error::new(
+                "needs low < high (both numbers) and readings ≥ 1",
+            ));
         }
         Ok(Run {
             low: band.low,
