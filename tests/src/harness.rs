@@ -55,9 +55,14 @@ impl SystemTopics {
 
 /// Loads the plugins of the reference pipeline from the built plugin folder.
 pub fn reference_plugins() -> HashMap<String, LoadedPlugin> {
+    plugins_for(&Pipeline::reference())
+}
+
+/// Loads the plugins `pipeline` names from the built plugin folder.
+pub fn plugins_for(pipeline: &Pipeline) -> HashMap<String, LoadedPlugin> {
     let host = PluginHost::new(PluginLimits::default()).expect("plugin host");
     let dir: PathBuf = plugin_dir();
-    Pipeline::reference()
+    pipeline
         .plugin_names()
         .map(|name| {
             let path = dir.join(format!("{name}.wasm"));
@@ -91,6 +96,25 @@ pub async fn run_host_until_caught_up(
     batch: usize,
 ) -> Stats {
     run_host_observed(scope, topics, batch, &mut ()).await
+}
+
+/// [`run_host_observed`] with a pipeline of the test's own (its plugins from the built
+/// plugin folder).
+pub async fn run_host_observed_on<O: CommitObserver>(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    batch: usize,
+    observer: &mut O,
+    pipeline: Arc<Pipeline>,
+) -> Stats {
+    let options = RunOptions {
+        max_batch: batch,
+        ..RunOptions::default()
+    };
+    let config = engine_config(scope, topics);
+    run_host_on(scope, topics, config, options, observer, pipeline)
+        .await
+        .0
 }
 
 /// [`run_host_until_caught_up`], telling `observer` of every durable batch.
@@ -148,12 +172,20 @@ pub async fn run_host_timed<O: CommitObserver>(
     options: RunOptions,
     observer: &mut O,
 ) -> (Stats, std::time::Instant) {
-    let mut engine = Engine::new(
-        config,
-        Arc::new(Pipeline::reference()),
-        &reference_plugins(),
-    )
-    .expect("engine");
+    let reference = Arc::new(Pipeline::reference());
+    run_host_on(scope, topics, config, options, observer, reference).await
+}
+
+async fn run_host_on<O: CommitObserver>(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    config: EngineConfig,
+    options: RunOptions,
+    observer: &mut O,
+    pipeline: Arc<Pipeline>,
+) -> (Stats, std::time::Instant) {
+    let plugins = plugins_for(&pipeline);
+    let mut engine = Engine::new(config, pipeline, &plugins).expect("engine");
     let services = &scope.services;
     let mut source = KafkaSource::connect(KafkaSourceConfig {
         bootstrap: services.kafka_bootstrap.clone(),

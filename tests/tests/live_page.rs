@@ -1,6 +1,8 @@
 //! The live page in a real browser (Debian's headless Chromium through chromedriver): it
-//! loads, every panel shows data, and a new point and a late-rejected row arrive over the
-//! WebSocket without a reload. Saves a screenshot to `artifacts/live-page.png`.
+//! loads, every panel shows data (the alarms list included: the host runs the shipped
+//! alarm rules), and a new point, a late-rejected row and a new alarm with its evidence
+//! arrive over the WebSocket without a reload. Saves a screenshot to
+//! `artifacts/live-page.png`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -8,9 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iot_host::live::LiveHub;
+use iot_host::pipeline::Pipeline;
 use iot_simulator::{publish, PublishConfig, SimConfig};
+use system_tests::alarm_oracle;
 use system_tests::fixture::{repo_root, TestScope};
-use system_tests::harness::{produce, run_host_observed, SystemTopics};
+use system_tests::harness::{produce, run_host_observed_on, SystemTopics};
 use system_tests::webdriver::{free_port, Browser};
 
 const MINUTE_MS: i64 = 60_000;
@@ -20,7 +24,8 @@ const RUN_START_MS: i64 = 1_577_836_800_000;
 const DAYS: u32 = 3;
 const RUN_END_MS: i64 = RUN_START_MS + DAYS as i64 * DAY_MS;
 
-const PANELS: [&str; 10] = [
+const PANELS: [&str; 11] = [
+    "alarms",
     "raw-TH1",
     "AggDay-TH1-chart",
     "raw-HVAC1-table",
@@ -68,8 +73,11 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
     .await
     .expect("simulator");
 
+    let pipeline = Arc::new(
+        Pipeline::parse(&alarm_oracle::reference_with_shipped_alarms()).expect("pipeline"),
+    );
     let mut hub = LiveHub::new();
-    run_host_observed(&scope, &topics, 2000, &mut hub).await;
+    run_host_observed_on(&scope, &topics, 2000, &mut hub, pipeline.clone()).await;
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let (url, prefix, sender) = (
         scope.services.redis_url.clone(),
@@ -103,16 +111,21 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
     .await;
     let before_th1 = browser.eval(&points_of("raw-TH1")).as_i64().unwrap();
     let before_rejected = browser.eval(&points_of("LateRej-W1")).as_i64().unwrap();
+    let before_alarms = browser.eval(&points_of("alarms")).as_i64().unwrap();
 
-    // One new 15-minute point, and one W1 reading ten days late.
+    // One new 15-minute point, one W1 reading ten days late, and motion at 01:30 UTC
+    // (02:30 at the NightMotion rule's +01:00: night).
     let new_step = RUN_END_MS + 15 * MINUTE_MS;
+    let night_motion = RUN_END_MS + 90 * MINUTE_MS;
     let payloads = [
         reading(&site, "TH1", new_step, 21.5),
         reading(&site, "W1", RUN_END_MS - 10 * DAY_MS + 15 * MINUTE_MS, 0.5),
+        reading(&site, "Mov1", night_motion, 1.0),
     ];
     produce(&bootstrap, &topics.readings, 0, &site, &payloads).await;
-    let stats = run_host_observed(&scope, &topics, 2000, &mut hub).await;
+    let stats = run_host_observed_on(&scope, &topics, 2000, &mut hub, pipeline).await;
     assert_eq!(stats.late_rejected, 1);
+    assert!(stats.alarms_raised >= 1, "the night motion raised an alarm");
 
     let shot = repo_root().join("artifacts/live-page.png");
     let shot_path = shot.clone();
@@ -132,6 +145,29 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
             ),
             Duration::from_secs(120),
             "the late-rejected row",
+        );
+        browser.wait_for(
+            &format!(
+                "return {} > {before_alarms}",
+                points_of("alarms").trim_start_matches("return ")
+            ),
+            Duration::from_secs(120),
+            "the new alarm",
+        );
+        // The newest rows: the motion raised NightMotion (and, on a day with no energy
+        // yet, LowEnergyMotion) at the same instant.
+        let rows = browser.eval(
+            "return [...document.querySelectorAll('#panel-alarms tbody tr')].slice(0, 3).map(r => r.textContent)",
+        );
+        let rows: Vec<&str> = rows
+            .as_array()
+            .map(|rows| rows.iter().filter_map(|r| r.as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            rows.iter().any(|row| row.starts_with("2020-01-04 01:30")
+                && row.contains("NightMotion")
+                && row.contains("motion at 02:30 local time")),
+            "a newest alarm row names its rule and shows its evidence: {rows:?}"
         );
         assert_eq!(
             browser.eval("return window.__sameLoad"),

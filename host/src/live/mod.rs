@@ -2,7 +2,8 @@
 //! pushes every point over a WebSocket as soon as its batch is durable in Redis.
 //!
 //! - [`LiveHub`] is the runner's [`CommitObserver`]: it turns each durable batch into one
-//!   WebSocket message, only while somebody is watching.
+//!   WebSocket message (its points, and its alarms with their evidence), only while
+//!   somebody is watching.
 //! - [`server`] serves the page, its script, history from Redis, and the socket.
 //!
 //! Read-only: it never writes to Redis or Kafka. Binds to localhost unless told otherwise.
@@ -66,6 +67,13 @@ impl CommitObserver for LiveHub {
         if self.sender.receiver_count() == 0 || effects.samples.is_empty() {
             return;
         }
+        // Alarm records as published (site, rule, ts_ms, value, evidence).
+        let alarms: Vec<serde_json::Value> = effects
+            .records
+            .iter()
+            .filter(|r| r.topic == OutTopic::Alarms)
+            .filter_map(|r| serde_json::from_str(&r.value).ok())
+            .collect();
         let points: Vec<LivePoint<'_>> = effects
             .samples
             .iter()
@@ -86,7 +94,8 @@ impl CommitObserver for LiveHub {
             .filter(|r| r.topic == OutTopic::LateRejected)
             .count();
         let message =
-            serde_json::json!({ "points": points, "late_rejected": rejected }).to_string();
+            serde_json::json!({ "points": points, "late_rejected": rejected, "alarms": alarms })
+                .to_string();
         let _ = self.sender.send(message);
     }
 }

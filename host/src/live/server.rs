@@ -1,5 +1,6 @@
 //! HTTP routes of the live page: `/` (the page), `/app.js`, `/api/sites`, `/api/series`,
-//! and `/ws` (points as they are written); and `/metrics`, the host's Prometheus metrics.
+//! `/api/alarms`, and `/ws` (points and alarms as they are written); and `/metrics`, the
+//! host's Prometheus metrics.
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,8 @@ const APP_JS: &str = include_str!("assets/app.js");
 
 /// Points of history a panel loads when the page opens.
 const HISTORY_POINTS: usize = 2000;
+/// Alarms of history the alarms list loads (the newest of each rule's series).
+const HISTORY_ALARMS: usize = 200;
 
 #[derive(Clone)]
 struct AppState {
@@ -55,6 +58,7 @@ pub async fn serve(
         )
         .route("/api/sites", get(sites))
         .route("/api/series", get(series))
+        .route("/api/alarms", get(alarms))
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -131,6 +135,62 @@ async fn series(State(mut state): State<AppState>, Query(q): Query<SeriesQuery>)
         // A series not written yet is an empty panel, not an error.
         Err(e) if e.to_string().contains("does not exist") => {
             Json(Vec::<(i64, f64)>::new()).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("Redis: {e}")).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct AlarmsQuery {
+    site: String,
+}
+
+/// The site's newest alarms, from its `Alarm` series (one per rule): `[ts, rule, value]`,
+/// newest first. The evidence is not stored in Redis; the live messages carry it.
+async fn alarms(State(mut state): State<AppState>, Query(q): Query<AlarmsQuery>) -> Response {
+    if q.site.is_empty()
+        || !q
+            .site
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "site is letters, digits, '-', '_' or '.'",
+        )
+            .into_response();
+    }
+    let reply: redis::RedisResult<Vec<(String, Vec<(String, String)>, Vec<(i64, String)>)>> =
+        redis::cmd("TS.MREVRANGE")
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(HISTORY_ALARMS)
+            .arg("WITHLABELS")
+            .arg("FILTER")
+            .arg(format!("site={}", q.site))
+            .arg("kind=Alarm")
+            .query_async(&mut state.redis)
+            .await;
+    match reply {
+        Ok(series) => {
+            let mut rows: Vec<(i64, String, f64)> = series
+                .into_iter()
+                .filter(|(key, _, _)| key.starts_with(&state.key_prefix))
+                .flat_map(|(_, labels, points)| {
+                    let rule = labels
+                        .into_iter()
+                        .find(|(name, _)| name == "sensor")
+                        .map(|(_, rule)| rule)
+                        .unwrap_or_default();
+                    points
+                        .into_iter()
+                        .filter_map(move |(ts, v)| Some((ts, rule.clone(), v.parse().ok()?)))
+                })
+                .collect();
+            rows.sort_by(|a, b| b.0.cmp(&a.0));
+            rows.truncate(HISTORY_ALARMS);
+            Json(rows).into_response()
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("Redis: {e}")).into_response(),
     }

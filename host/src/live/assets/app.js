@@ -17,7 +17,8 @@ const PANELS = [
 const COLORS = ["#88c0d0", "#a3be8c", "#ebcb8b", "#d08770", "#b48ead"];
 const MAX_POINTS = 2000;
 
-const state = { site: null, data: new Map() }; // panel id -> Map(ts -> value)
+const state = { site: null, data: new Map(), alarms: new Map() }; // panel id -> Map(ts -> value); rule@ts -> alarm
+const MAX_ALARMS = 200;
 
 function utc(ts) {
   return new Date(ts).toISOString().replace("T", " ").replace(":00.000Z", "").replace(".000Z", "");
@@ -38,6 +39,50 @@ function buildPanels() {
     main.appendChild(div);
     state.data.set(p.id, new Map());
   });
+  const alarms = document.createElement("section");
+  alarms.className = "panel alarms";
+  alarms.id = "panel-alarms";
+  alarms.innerHTML = `<h2>Alarms</h2><div class="meta">raised by the alarm rules (outputs of kind Alarm) · newest first · <span class="count">0</span> alarms</div>` +
+    `<div class="tablewrap"><table><thead><tr><th>time (UTC)</th><th>rule</th><th>value</th><th>evidence</th></tr></thead><tbody></tbody></table></div>`;
+  main.prepend(alarms);
+}
+
+function renderAlarms(fresh) {
+  const el = document.getElementById("panel-alarms");
+  const rows = [...state.alarms.values()].sort((a, b) => b.ts - a.ts || a.rule.localeCompare(b.rule));
+  el.querySelector(".count").textContent = rows.length;
+  el.dataset.points = rows.length;
+  const body = el.querySelector("tbody");
+  body.innerHTML = "";
+  for (const a of rows.slice(0, MAX_ALARMS)) {
+    const tr = document.createElement("tr");
+    if (fresh && fresh.has(a.rule + "@" + a.ts)) tr.className = "fresh";
+    for (const text of [utc(a.ts), a.rule, Number(a.value).toFixed(2), a.evidence || ""]) {
+      const td = document.createElement("td");
+      td.textContent = text; // evidence comes from plugins: never HTML
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
+async function loadAlarms() {
+  const res = await fetch("/api/alarms?" + new URLSearchParams({ site: state.site }));
+  const rows = res.ok ? await res.json() : [];
+  state.alarms.clear();
+  for (const [ts, rule, value] of rows) state.alarms.set(rule + "@" + ts, { ts, rule, value });
+  renderAlarms();
+}
+
+function onAlarms(alarms) {
+  const fresh = new Set();
+  for (const a of alarms) {
+    if (a.site !== state.site) continue;
+    const key = a.rule + "@" + a.ts_ms;
+    state.alarms.set(key, { ts: a.ts_ms, rule: a.rule, value: a.value, evidence: a.evidence });
+    fresh.add(key);
+  }
+  if (fresh.size) renderAlarms(fresh);
 }
 
 function render(panel, freshTs) {
@@ -76,7 +121,7 @@ function render(panel, freshTs) {
 }
 
 async function loadHistory() {
-  await Promise.all(PANELS.map(async p => {
+  await Promise.all([loadAlarms(), ...PANELS.map(async p => {
     const q = new URLSearchParams({ site: state.site, sensor: p.sensor, kind: p.kind });
     const res = await fetch("/api/series?" + q);
     const points = res.ok ? await res.json() : [];
@@ -84,7 +129,7 @@ async function loadHistory() {
     map.clear();
     for (const [ts, v] of points) map.set(ts, v);
     render(p);
-  }));
+  })]);
 }
 
 function onPoints(points) {
@@ -112,6 +157,7 @@ function connect() {
   ws.onmessage = ev => {
     const msg = JSON.parse(ev.data);
     if (msg.points) onPoints(msg.points);
+    if (msg.alarms) onAlarms(msg.alarms);
     if (msg.lagged) loadHistory();
   };
 }
