@@ -140,6 +140,9 @@ async fn series(State(mut state): State<AppState>, Query(q): Query<SeriesQuery>)
     }
 }
 
+/// One series of a `TS.MRANGE … WITHLABELS` reply: key, labels, (timestamp, value) points.
+type MrangeSeries = (String, Vec<(String, String)>, Vec<(i64, String)>);
+
 #[derive(Deserialize)]
 struct AlarmsQuery {
     site: String,
@@ -160,18 +163,17 @@ async fn alarms(State(mut state): State<AppState>, Query(q): Query<AlarmsQuery>)
         )
             .into_response();
     }
-    let reply: redis::RedisResult<Vec<(String, Vec<(String, String)>, Vec<(i64, String)>)>> =
-        redis::cmd("TS.MREVRANGE")
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(HISTORY_ALARMS)
-            .arg("WITHLABELS")
-            .arg("FILTER")
-            .arg(format!("site={}", q.site))
-            .arg("kind=Alarm")
-            .query_async(&mut state.redis)
-            .await;
+    let reply: redis::RedisResult<Vec<MrangeSeries>> = redis::cmd("TS.MREVRANGE")
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(HISTORY_ALARMS)
+        .arg("WITHLABELS")
+        .arg("FILTER")
+        .arg(format!("site={}", q.site))
+        .arg("kind=Alarm")
+        .query_async(&mut state.redis)
+        .await;
     match reply {
         Ok(series) => {
             let mut rows: Vec<(i64, String, f64)> = series
@@ -188,7 +190,7 @@ async fn alarms(State(mut state): State<AppState>, Query(q): Query<AlarmsQuery>)
                         .filter_map(move |(ts, v)| Some((ts, rule.clone(), v.parse().ok()?)))
                 })
                 .collect();
-            rows.sort_by(|a, b| b.0.cmp(&a.0));
+            rows.sort_by_key(|row| std::cmp::Reverse(row.0));
             rows.truncate(HISTORY_ALARMS);
             Json(rows).into_response()
         }
