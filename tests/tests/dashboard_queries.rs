@@ -15,11 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use iot_host::pipeline::Pipeline;
 use iot_protocol::{Kind, Sensor};
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use serde_json::Value;
+use system_tests::alarm_oracle;
 use system_tests::fixture::{repo_root, TestScope};
-use system_tests::harness::{run_host_until_caught_up, SystemTopics};
+use system_tests::harness::{run_host_observed_on, SystemTopics};
 use system_tests::redis_read;
 
 const DASHBOARD: &str = "grafana/dashboards/iot-stream.json";
@@ -285,6 +287,20 @@ fn the_dashboard_has_every_panel_the_spec_asks_for_with_units_live_refresh_and_u
             q.title
         );
         let m = equality_matchers(&q.filter);
+        if m.get("kind").map(String::as_str) == Some("Alarm") {
+            // Every rule's alarms of the site: the series carry their own units.
+            assert_eq!(
+                m.keys().map(String::as_str).collect::<Vec<_>>(),
+                ["kind", "site"],
+                "{}: the alarms panel's filter {:?} is site=$site kind=Alarm",
+                q.title,
+                q.filter
+            );
+            assert_eq!(m["site"], "$site", "{}: follows the site variable", q.title);
+            assert_eq!(q.unit, "none", "{}: several units, so none", q.title);
+            present.insert((q.panel_type.clone(), String::new(), "Alarm".to_owned()));
+            continue;
+        }
         assert_eq!(
             m.keys().map(String::as_str).collect::<Vec<_>>(),
             ["kind", "sensor", "site"],
@@ -317,6 +333,10 @@ fn the_dashboard_has_every_panel_the_spec_asks_for_with_units_live_refresh_and_u
             "the dashboard has a {panel_type} panel of {kind} {sensor}"
         );
     }
+    assert!(
+        present.contains(&("timeseries".to_owned(), String::new(), "Alarm".to_owned())),
+        "the dashboard has a timeseries panel of the site's alarms"
+    );
 }
 
 // --- the dashboard on a real run -------------------------------------------------------------
@@ -350,7 +370,9 @@ async fn every_dashboard_panel_shows_data_of_a_four_day_run_and_names_only_serie
         "simulator failed: {:?}",
         report.failure
     );
-    let stats = run_host_until_caught_up(&scope, &topics, 2000).await;
+    // The reference pipeline with the shipped alarm rules, as `scripts/run-local` runs it.
+    let pipeline = Pipeline::parse(&alarm_oracle::reference_with_shipped_alarms()).unwrap();
+    let stats = run_host_observed_on(&scope, &topics, 2000, &mut (), Arc::new(pipeline)).await;
     assert_eq!(
         stats.records, report.acknowledged,
         "the host read every reading"
@@ -384,10 +406,24 @@ async fn every_dashboard_panel_shows_data_of_a_four_day_run_and_names_only_serie
             continue;
         }
         let m = equality_matchers(&filter);
-        let (sensor, kind) = (m["sensor"].clone(), m["kind"].clone());
-        let Some(&stored_count) = written.get(&(sensor.clone(), kind.clone())) else {
+        let kind = m["kind"].clone();
+        // The alarms panel shows every rule's series (`sensor` = the rule's output).
+        let sensor = m.get("sensor").cloned();
+        let shown = sensor.clone().unwrap_or_else(|| "(every rule)".to_owned());
+        let stored_count = match &sensor {
+            Some(sensor) => written.get(&(sensor.clone(), kind.clone())).copied(),
+            None => Some(
+                written
+                    .iter()
+                    .filter(|((_, k), _)| *k == kind)
+                    .map(|(_, n)| n)
+                    .sum::<usize>(),
+            )
+            .filter(|&n| n > 0),
+        };
+        let Some(stored_count) = stored_count else {
             failures.push(format!(
-                "{}: names {kind} {sensor}, a series the host does not write (it writes {:?})",
+                "{}: names {kind} {shown}, a series the host does not write (it writes {:?})",
                 q.title,
                 written.keys().collect::<Vec<_>>()
             ));
@@ -406,7 +442,7 @@ async fn every_dashboard_panel_shows_data_of_a_four_day_run_and_names_only_serie
         let series = mrange_series(&reply);
         let samples: usize = series.iter().map(|s| s.samples).sum();
         report_lines.push(format!(
-            "{:<55} {:<10} {kind:<12} {sensor:<6} {} series, {samples} samples",
+            "{:<55} {:<10} {kind:<12} {shown:<6} {} series, {samples} samples",
             q.title,
             q.panel_type,
             series.len()
@@ -423,12 +459,16 @@ async fn every_dashboard_panel_shows_data_of_a_four_day_run_and_names_only_serie
                 ));
             }
             if s.labels.get("site") != Some(&site)
-                || s.labels.get("sensor") != Some(&sensor)
+                || sensor
+                    .as_ref()
+                    .is_some_and(|sensor| s.labels.get("sensor") != Some(sensor))
                 || s.labels.get("kind") != Some(&kind)
             {
                 failures.push(format!("{}: {} has labels {:?}", q.title, s.key, s.labels));
             }
             match s.labels.get("unit") {
+                // Alarms of several rules, each in its own unit: the panel has none.
+                _ if sensor.is_none() => {}
                 Some(unit) if grafana_unit(unit) == q.unit => {}
                 other => failures.push(format!(
                     "{}: panel unit {:?} but the series' unit label is {other:?}",
@@ -759,6 +799,18 @@ fn compose_yaml_parses_and_mounts_grafana_provisioning_that_exists_in_the_reposi
     assert_eq!(
         flag_value(&host, "--plugins").as_deref(),
         Some("/app/plugins")
+    );
+    // The image writes it from host/pipelines (docker/Dockerfile): the alarm panel has data.
+    assert_eq!(
+        flag_value(&host, "--pipeline").as_deref(),
+        Some("/app/pipeline.toml")
+    );
+    let dockerfile = std::fs::read_to_string(root.join("docker/Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains(
+            "host/pipelines/reference.toml host/pipelines/alarms.toml > /out/pipeline.toml"
+        ),
+        "the image's pipeline is the reference one with the alarm rules"
     );
     let http = flag_value(&host, "--http").expect("the host serves its live page");
     let http_port: u16 = http.rsplit(':').next().unwrap().parse().unwrap();
