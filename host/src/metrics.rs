@@ -115,6 +115,9 @@ pub struct Metrics {
     pub plugin_quarantines: Family<PluginLabels, Counter>,
     /// New builds or pipelines a tenant went live with (hot swaps).
     pub swaps: Family<TenantLabels, Counter>,
+    /// Windows held now (a plugin build failed on them), per tenant; updated with the
+    /// progress log (every 10 s by default), not per batch.
+    pub held_windows: Family<TenantLabels, Gauge>,
     /// Calls to Kafka or Redis that failed and will be retried (outages).
     pub service_failures: Family<ServiceLabels, Counter>,
 }
@@ -141,6 +144,7 @@ impl Metrics {
             plugin_memory_bytes: Family::default(),
             plugin_quarantines: Family::default(),
             swaps: Family::default(),
+            held_windows: Family::default(),
             service_failures: Family::default(),
         };
         // The registry holds clones of the families (they share their values).
@@ -218,6 +222,11 @@ impl Metrics {
             m.swaps.clone(),
         );
         r.register(
+            "held_windows",
+            "Windows held because a plugin build failed on them, per tenant",
+            m.held_windows.clone(),
+        );
+        r.register(
             "service_failures",
             "Failed calls to Kafka or Redis (retried)",
             m.service_failures.clone(),
@@ -238,6 +247,17 @@ impl Metrics {
     }
 
     /// Counts what the engine did since `before` (a runner keeps its last snapshot).
+    /// Sets the held-windows gauge of each tenant (`Engine::held_windows`).
+    pub fn set_held_windows(&self, held: &[(&str, usize)]) {
+        for &(tenant, count) in held {
+            self.held_windows
+                .get_or_create(&TenantLabels {
+                    tenant: tenant.to_owned(),
+                })
+                .set(count as i64);
+        }
+    }
+
     pub fn add_engine_progress(&self, before: &Stats, now: &Stats) {
         let outcomes = [
             ("on_time", before.on_time, now.on_time),

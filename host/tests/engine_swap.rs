@@ -274,7 +274,14 @@ fn a_failing_build_holds_its_window_and_a_fixed_build_recovers_it_exactly() {
     d.batch(&[(at(2, 1), 4.0)]);
     assert_eq!(d.day_value(1), None, "a held window has no value");
     assert_eq!(d.plugin_errors("held"), 2, "one record per failed call");
+    let tenant = d.engine.tenant_names()[0].to_owned();
+    assert_eq!(
+        d.engine.held_windows(),
+        [(tenant.as_str(), 2)],
+        "days 1 and 2 are held (what iot_held_windows reports)"
+    );
     d.apply(&build(failing, &sum));
+    assert_eq!(d.engine.held_windows(), [(tenant.as_str(), 0)]);
     assert_eq!(
         d.day_value(1),
         Some(1.5 + 2.25 + MARK_V1),

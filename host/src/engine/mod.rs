@@ -236,6 +236,22 @@ impl Engine {
     }
 
     /// Tenant names, in the order updates address them.
+    /// Windows held now (a build failed on them; they wait for another), per tenant, in
+    /// tenant order. Walks every open window: for the periodic progress report, not per
+    /// batch.
+    pub fn held_windows(&self) -> Vec<(&str, usize)> {
+        let mut held = vec![0; self.tenants.len()];
+        for site in self.sites.values() {
+            let slots = site.days.values().flat_map(|day| day.slots.iter());
+            held[site.tenant] += slots.filter(|slot| slot.held_by.is_some()).count();
+        }
+        self.tenants
+            .iter()
+            .map(|t| t.name.as_str())
+            .zip(held)
+            .collect()
+    }
+
     pub fn tenant_names(&self) -> Vec<&str> {
         self.tenants.iter().map(|t| t.name.as_str()).collect()
     }

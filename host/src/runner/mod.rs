@@ -220,10 +220,12 @@ async fn fold<S: Source>(
         }
         if last_log.elapsed() >= options.log_every {
             log_progress(engine.stats());
+            crate::metrics::global().set_held_windows(&engine.held_windows());
             last_log = Instant::now();
         }
     }
     log_progress(engine.stats());
+    crate::metrics::global().set_held_windows(&engine.held_windows());
     Ok(engine.stats().clone())
 }
 
