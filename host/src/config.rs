@@ -26,6 +26,8 @@ pub mod defaults {
     pub const DEAD_LETTER_TOPIC: &str = "dead-letter";
     pub const PLUGIN_ERRORS_TOPIC: &str = "plugin-errors";
     pub const ALARMS_TOPIC: &str = "alarms";
+    pub const COMMANDS_TOPIC: &str = "commands";
+    pub const COMMAND_ACKS_TOPIC: &str = "command-acks";
     pub const REDIS: &str = "redis://127.0.0.1:16379";
     pub const KEY_PREFIX: &str = iot_protocol::series::DEFAULT_KEY_PREFIX;
     pub const PLUGINS: &str = "target/plugins";
@@ -99,6 +101,12 @@ pub struct Cli {
     /// Topic of the alarms alarm rules raise (outputs of kind Alarm).
     #[arg(long, default_value = defaults::ALARMS_TOPIC)]
     pub alarms_topic: String,
+    /// Topic the live page sends device commands to (key: site id).
+    #[arg(long, default_value = defaults::COMMANDS_TOPIC)]
+    pub commands_topic: String,
+    /// Topic the devices acknowledge commands on; the live page shows them.
+    #[arg(long, default_value = defaults::COMMAND_ACKS_TOPIC)]
+    pub command_acks_topic: String,
     /// Redis with the TimeSeries module.
     #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS)]
     pub redis: String,
@@ -199,6 +207,8 @@ struct FileConfig {
     dead_letter_topic: Option<String>,
     plugin_errors_topic: Option<String>,
     alarms_topic: Option<String>,
+    commands_topic: Option<String>,
+    command_acks_topic: Option<String>,
     redis: Option<String>,
     key_prefix: Option<String>,
     plugins: Option<PathBuf>,
@@ -232,6 +242,8 @@ pub struct HostConfig {
     pub dead_letter_topic: String,
     pub plugin_errors_topic: String,
     pub alarms_topic: String,
+    pub commands_topic: String,
+    pub command_acks_topic: String,
     pub redis: String,
     pub key_prefix: String,
     pub plugins: PathBuf,
@@ -314,6 +326,18 @@ impl HostConfig {
                 file.plugin_errors_topic,
             ),
             alarms_topic: pick(matches, "alarms_topic", cli.alarms_topic, file.alarms_topic),
+            commands_topic: pick(
+                matches,
+                "commands_topic",
+                cli.commands_topic,
+                file.commands_topic,
+            ),
+            command_acks_topic: pick(
+                matches,
+                "command_acks_topic",
+                cli.command_acks_topic,
+                file.command_acks_topic,
+            ),
             redis: pick(matches, "redis", cli.redis, file.redis),
             key_prefix: pick(matches, "key_prefix", cli.key_prefix, file.key_prefix),
             plugins: pick(matches, "plugins", cli.plugins, file.plugins),

@@ -118,8 +118,14 @@ async fn main() -> anyhow::Result<()> {
             config.key_prefix.clone(),
             live.sender(),
         );
+        let commands = iot_host::live::commands::CommandsConfig {
+            bootstrap: config.kafka.clone(),
+            commands_topic: config.commands_topic.clone(),
+            acks_topic: config.command_acks_topic.clone(),
+        };
         tokio::spawn(async move {
-            if let Err(e) = iot_host::live::server::serve(addr, &url, prefix, sender).await {
+            let served = iot_host::live::server::serve(addr, &url, prefix, sender, Some(commands));
+            if let Err(e) = served.await {
                 tracing::error!("{e:#}");
             }
         });

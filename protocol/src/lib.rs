@@ -3,6 +3,7 @@
 //! RedisTimeSeries. The simulator writes with it and the host reads with it; neither knows
 //! any aggregation.
 
+pub mod command;
 pub mod record;
 pub mod sensor;
 pub mod series;

@@ -7,8 +7,11 @@
 //! - [`layout`]: where each reading goes (keyed by site, or the course project's layout).
 //! - [`publisher`]: sending a run to Kafka, fast or in real time.
 //! - [`summary`]: what a run sent, per kind and per sensor.
+//! - [`devices`]: device commands obeyed (an appliance off, a room's setpoint) and
+//!   acknowledged, in real-time runs.
 
 pub mod clock;
+pub mod devices;
 pub mod fleet;
 pub mod generator;
 pub mod layout;

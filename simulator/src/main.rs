@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use iot_simulator::clock;
+use iot_simulator::devices::CommandTopics;
 use iot_simulator::{publish, Format, Layout, Pace, PublishConfig, SimConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -63,6 +64,15 @@ struct Cli {
     /// Partitions of the topic if the simulator creates it.
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(i32).range(1..))]
     partitions: i32,
+    /// Topic of device commands to obey, in real-time mode (key: site id).
+    #[arg(long, default_value = "commands")]
+    commands_topic: String,
+    /// Topic the devices acknowledge commands on.
+    #[arg(long, default_value = "command-acks")]
+    command_acks_topic: String,
+    /// Obey no commands (real-time mode obeys them by default; fast mode never does).
+    #[arg(long)]
+    no_commands: bool,
 }
 
 impl Cli {
@@ -106,6 +116,13 @@ async fn main() -> ExitCode {
         layout: cli.layout,
         partitions_if_created: cli.partitions,
         progress: true,
+        commands: match pace {
+            Pace::RealTime { .. } if !cli.no_commands => Some(CommandTopics {
+                commands: cli.commands_topic.clone(),
+                acks: cli.command_acks_topic.clone(),
+            }),
+            _ => None,
+        },
     };
     match pace {
         Pace::Fast => tracing::info!(

@@ -25,7 +25,8 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
-use crate::clock::Pacer;
+use crate::clock::{self, Pacer};
+use crate::devices::{CommandListener, CommandTopics, Devices};
 use crate::generator::{Generator, SimConfig, SimReading};
 use crate::layout::{Layout, COURSE_LATE_TOPIC_SUFFIX, COURSE_PARTITIONS};
 use crate::summary::Summary;
@@ -74,6 +75,8 @@ pub struct PublishConfig {
     pub partitions_if_created: i32,
     /// Show a progress bar over steps (fast mode, only when stderr is a terminal).
     pub progress: bool,
+    /// Obey device commands and acknowledge them (`devices.rs`); `None`: no commands.
+    pub commands: Option<CommandTopics>,
 }
 
 impl PublishConfig {
@@ -92,6 +95,7 @@ impl PublishConfig {
             layout: Layout::BySite,
             partitions_if_created: 6,
             progress: false,
+            commands: None,
         }
     }
 }
@@ -393,6 +397,19 @@ fn run(
     let late_topic = late_topic(&config.topic);
     let mut readings: Vec<SimReading> = Vec::new();
     let mut payload = String::new();
+    let listener = match &config.commands {
+        Some(topics) => match CommandListener::connect(&config.bootstrap, &topics.commands) {
+            Ok(listener) => Some((listener, topics.acks.clone())),
+            Err(e) => {
+                // The readings matter more than the remote control: run without it.
+                tracing::warn!("devices obey no commands in this run: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut devices = Devices::default();
+    let mut commands = Vec::new();
 
     'steps: loop {
         if stopped() {
@@ -405,9 +422,28 @@ fn run(
                 break;
             }
         }
+        if let Some((listener, acks)) = &listener {
+            listener.take(Duration::ZERO, &mut commands);
+            let now = clock::step_ts(config.sim.start_ms, generator.next_k());
+            for command in commands.drain(..) {
+                let Some(site) = generator.site_ids().iter().position(|s| *s == command.site)
+                else {
+                    continue; // another simulator's site
+                };
+                devices.apply(site as u32, &command);
+                let ack = command.ack_json(now);
+                let record = BaseRecord::<str, str>::to(acks)
+                    .key(command.site.as_str())
+                    .payload(ack.as_str());
+                if let Err((e, _)) = producer.send(record) {
+                    tracing::warn!("cannot acknowledge command {}: {e}", command.id);
+                }
+            }
+        }
         let Some((k, t)) = generator.next_step_into(&mut readings) else {
             break;
         };
+        devices.adjust(&mut readings);
         for r in &readings {
             let route = config.layout.route(r);
             let stamped = SimReading {

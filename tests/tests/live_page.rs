@@ -84,10 +84,9 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
         scope.key_prefix(),
         hub.sender(),
     );
-    let server =
-        tokio::spawn(
-            async move { iot_host::live::server::serve(addr, &url, prefix, sender).await },
-        );
+    let server = tokio::spawn(async move {
+        iot_host::live::server::serve(addr, &url, prefix, sender, None).await
+    });
 
     let page = format!("http://{addr}/?site={site}");
     let browser = in_browser(move || {

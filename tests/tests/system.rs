@@ -12,6 +12,7 @@ mod bad_input;
 mod checkpoint_store;
 mod course_producer;
 mod dashboard_queries;
+mod device_commands;
 mod fencing;
 mod hostile_plugins;
 mod hot_swap;

@@ -5,9 +5,13 @@
 //!   WebSocket message (its points, and its alarms with their evidence), only while
 //!   somebody is watching.
 //! - [`server`] serves the page, its script, history from Redis, and the socket.
+//! - [`commands`] sends the page's device commands to Kafka and pushes their
+//!   acknowledgements to the page.
 //!
-//! Read-only: it never writes to Redis or Kafka. Binds to localhost unless told otherwise.
+//! It never writes to Redis; to Kafka it writes only the device commands the page sends,
+//! after checking them. Binds to localhost unless told otherwise.
 
+pub mod commands;
 pub mod server;
 
 use std::collections::HashMap;

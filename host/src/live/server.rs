@@ -1,6 +1,6 @@
 //! HTTP routes of the live page: `/` (the page), `/app.js`, `/api/sites`, `/api/series`,
-//! `/api/alarms`, and `/ws` (points and alarms as they are written); and `/metrics`, the
-//! host's Prometheus metrics.
+//! `/api/alarms`, `POST /api/commands` (`commands.rs`), and `/ws` (points, alarms and
+//! command acknowledgements as they come); and `/metrics`, the host's Prometheus metrics.
 
 use std::net::SocketAddr;
 
@@ -9,10 +9,12 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tokio::sync::broadcast;
+
+use super::commands::{self, CommandSender, CommandsConfig};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -27,23 +29,35 @@ struct AppState {
     redis: redis::aio::ConnectionManager,
     key_prefix: String,
     live: broadcast::Sender<String>,
+    /// `None`: the page cannot send commands.
+    commands: Option<CommandSender>,
 }
 
-/// Serves the live page until the process ends.
+/// Serves the live page until the process ends; with `commands`, it also sends device
+/// commands and shows their acknowledgements (`commands.rs`).
 pub async fn serve(
     addr: SocketAddr,
     redis_url: &str,
     key_prefix: String,
     live: broadcast::Sender<String>,
+    commands: Option<CommandsConfig>,
 ) -> anyhow::Result<()> {
     let client = redis::Client::open(redis_url).context("live page: bad Redis URL")?;
     let redis = redis::aio::ConnectionManager::new(client)
         .await
         .context("live page: cannot reach Redis")?;
+    let sender = match &commands {
+        Some(config) => {
+            tokio::spawn(commands::forward_acks(config.clone(), live.clone()));
+            Some(CommandSender::connect(config)?)
+        }
+        None => None,
+    };
     let state = AppState {
         redis,
         key_prefix,
         live,
+        commands: sender,
     };
     let app = Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
@@ -59,6 +73,7 @@ pub async fn serve(
         .route("/api/sites", get(sites))
         .route("/api/series", get(series))
         .route("/api/alarms", get(alarms))
+        .route("/api/commands", post(command))
         .route("/ws", get(websocket))
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -196,6 +211,25 @@ async fn alarms(State(mut state): State<AppState>, Query(q): Query<AlarmsQuery>)
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("Redis: {e}")).into_response(),
     }
+}
+
+/// `POST /api/commands` (`commands.rs`): a command for a site this host has readings of.
+async fn command(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut redis = state.redis.clone();
+    let site_known = |site: String| async move {
+        let keys: redis::RedisResult<Vec<String>> = redis::cmd("TS.QUERYINDEX")
+            .arg(format!("site={site}"))
+            .arg("kind=raw")
+            .query_async(&mut redis)
+            .await;
+        keys.map(|keys| !keys.is_empty())
+            .map_err(|e| format!("Redis: {e}"))
+    };
+    commands::post(state.commands.as_ref(), &headers, &body, site_known).await
 }
 
 async fn websocket(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {

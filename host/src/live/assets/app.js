@@ -66,6 +66,77 @@ function renderAlarms(fresh) {
   }
 }
 
+// --- device commands (two-way control) ---------------------------------------------------
+const DEVICES = { HVAC1: ["off", "on"], HVAC2: ["off", "on"], MiAC1: ["off", "on"], MiAC2: ["off", "on"], TH1: ["setpoint"], TH2: ["setpoint"] };
+const commands = new Map(); // id -> {device, action, value, state}
+
+function buildCommands() {
+  const panel = document.createElement("section");
+  panel.className = "panel commands";
+  panel.id = "panel-commands";
+  panel.innerHTML = `<h2>Device commands</h2><div class="meta">to the selected site's devices, through the <code>commands</code> topic; the device acknowledges</div>` +
+    `<form id="cmd-form"><select id="cmd-device"></select> <select id="cmd-action"></select> ` +
+    `<input id="cmd-value" type="number" min="16" max="28" step="0.5" value="21" title="setpoint, °C"> <button id="cmd-send" type="submit">send</button></form>` +
+    `<div class="meta" id="cmd-error"></div>` +
+    `<div class="tablewrap"><table><thead><tr><th>id</th><th>device</th><th>action</th><th>state</th></tr></thead><tbody></tbody></table></div>`;
+  document.getElementById("panels").prepend(panel);
+  const device = document.getElementById("cmd-device"), action = document.getElementById("cmd-action");
+  for (const d of Object.keys(DEVICES)) device.add(new Option(d, d));
+  const actions = () => {
+    action.innerHTML = "";
+    for (const a of DEVICES[device.value]) action.add(new Option(a, a));
+    document.getElementById("cmd-value").hidden = action.value !== "setpoint";
+  };
+  device.onchange = actions;
+  actions();
+  document.getElementById("cmd-form").onsubmit = ev => { ev.preventDefault(); sendCommand(); };
+}
+
+async function sendCommand() {
+  const device = document.getElementById("cmd-device").value, action = document.getElementById("cmd-action").value;
+  const id = "c-" + Date.now().toString(36) + "-" + Math.floor(Math.random() * 1e6).toString(36);
+  const body = { id, site: state.site, device, action };
+  if (action === "setpoint") body.value = Number(document.getElementById("cmd-value").value);
+  const error = document.getElementById("cmd-error");
+  error.textContent = "";
+  const res = await fetch("/api/commands", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  if (res.status === 202) {
+    commands.set(id, { device, action: action + (body.value !== undefined ? " " + body.value : ""), state: "sent" });
+  } else {
+    const why = (await res.json().catch(() => ({}))).error || res.statusText;
+    error.textContent = "not sent: " + why;
+  }
+  renderCommands();
+}
+
+function onAcks(acks) {
+  for (const ack of acks) {
+    const c = commands.get(ack.id);
+    if (c) c.state = "applied at " + utc(ack.ts_ms);
+  }
+  renderCommands();
+}
+
+function renderCommands() {
+  const el = document.getElementById("panel-commands");
+  const body = el.querySelector("tbody");
+  body.innerHTML = "";
+  let applied = 0;
+  for (const [id, c] of [...commands.entries()].reverse()) {
+    if (c.state.startsWith("applied")) applied++;
+    const tr = document.createElement("tr");
+    tr.dataset.id = id;
+    for (const text of [id, c.device, c.action, c.state]) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+  el.dataset.sent = commands.size;
+  el.dataset.applied = applied;
+}
+
 async function loadAlarms() {
   const res = await fetch("/api/alarms?" + new URLSearchParams({ site: state.site }));
   const rows = res.ok ? await res.json() : [];
@@ -158,12 +229,14 @@ function connect() {
     const msg = JSON.parse(ev.data);
     if (msg.points) onPoints(msg.points);
     if (msg.alarms) onAlarms(msg.alarms);
+    if (msg.acks) onAcks(msg.acks);
     if (msg.lagged) loadHistory();
   };
 }
 
 async function start() {
   buildPanels();
+  buildCommands();
   const params = new URLSearchParams(location.search);
   const sites = await (await fetch("/api/sites")).json();
   const select = document.getElementById("site");
