@@ -24,8 +24,9 @@ const RUN_START_MS: i64 = 1_577_836_800_000;
 const DAYS: u32 = 3;
 const RUN_END_MS: i64 = RUN_START_MS + DAYS as i64 * DAY_MS;
 
-const PANELS: [&str; 11] = [
+const PANELS: [&str; 12] = [
     "alarms",
+    "late-W1",
     "raw-TH1",
     "AggDay-TH1-chart",
     "raw-HVAC1-table",
@@ -51,6 +52,66 @@ fn points_of(panel: &str) -> String {
 
 async fn in_browser<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.expect("browser step")
+}
+
+/// The charts are uPlot's (served by the host, no CDN): each chart panel draws on a canvas;
+/// hovering shows a value with its unit; the wheel zooms; the range picker shows the last
+/// day; markers (alarms, motion events) are drawn.
+fn check_the_charts(browser: &Browser) {
+    let charts = browser.eval(
+        "return [document.querySelectorAll('.panel .chart .uplot canvas').length, \
+         document.querySelectorAll('.panel .chart').length, typeof uPlot]",
+    );
+    assert_eq!(
+        charts[2], "function",
+        "uPlot is loaded from the host: {charts}"
+    );
+    assert!(
+        charts[0].as_i64() >= charts[1].as_i64() && charts[1].as_i64() >= Some(8),
+        "every chart panel draws on a canvas: {charts}"
+    );
+    let hover = browser.eval(
+        "const u = window.__charts.get('raw-TH1'); \
+         u.setCursor({left: u.bbox.width / devicePixelRatio / 2, top: 10}); \
+         return u.root.querySelector('.u-legend .u-series:nth-child(2) .u-value').textContent",
+    );
+    let hover = hover.as_str().unwrap_or_default();
+    assert!(
+        hover.ends_with(" °C") && hover.len() > 3,
+        "hover shows the value with its unit: {hover:?}"
+    );
+    let zoomed = browser.eval(
+        "const u = window.__charts.get('raw-Etot'); const before = u.scales.x.max - u.scales.x.min; \
+         u.setCursor({left: u.bbox.width / devicePixelRatio / 2, top: 10}); \
+         u.over.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, bubbles: true, cancelable: true})); \
+         return new Promise(done => setTimeout(() => done([before, u.scales.x.max - u.scales.x.min]), 100))",
+    );
+    assert!(
+        zoomed[1].as_f64() < zoomed[0].as_f64(),
+        "the wheel zooms in: {zoomed}"
+    );
+    // uPlot applies a new scale after the current task: read it a moment later.
+    let day = browser.eval(
+        "const r = document.getElementById('range'); r.value = '1'; r.onchange(); \
+         const u = window.__charts.get('raw-TH1'); \
+         return new Promise(done => setTimeout(() => done(u.scales.x.max - u.scales.x.min), 100))",
+    );
+    assert_eq!(
+        day.as_f64(),
+        Some(DAY_MS as f64),
+        "the range picker shows the last day"
+    );
+    browser.eval(
+        "const r = document.getElementById('range'); r.value = '0'; r.onchange(); return true",
+    );
+    let markers = browser.eval(
+        "return new Promise(done => setTimeout(() => \
+         done(Number(document.getElementById('panel-raw-TH1').dataset.markers || 0)), 100))",
+    );
+    assert!(
+        markers.as_i64() > Some(0),
+        "alarm and motion markers are drawn: {markers}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,6 +165,7 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
                 &format!("panel {panel} to show data"),
             );
         }
+        check_the_charts(&browser);
         browser.eval("window.__sameLoad = 42; return true");
         browser
     })
@@ -187,4 +249,28 @@ async fn live_page_shows_every_panel_and_pushes_a_new_point_and_a_rejected_row_w
         "the screenshot has content"
     );
     server.abort();
+}
+
+/// The page's chart library is the uPlot that scripts/versions.env pins (vendored by
+/// scripts/vendor-uplot), with its licence.
+#[test]
+fn the_vendored_chart_library_is_the_pinned_uplot_version_with_its_licence() {
+    let root = repo_root();
+    let versions = std::fs::read_to_string(root.join("scripts/versions.env")).unwrap();
+    let pinned = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("UPLOT_VERSION="))
+        .expect("UPLOT_VERSION in scripts/versions.env");
+    let vendor = root.join("host/src/live/assets/vendor");
+    let script = std::fs::read_to_string(vendor.join("uPlot.iife.min.js")).unwrap();
+    assert!(
+        script
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .contains(&format!("(v{pinned})")),
+        "host/src/live/assets/vendor holds uPlot {pinned}: run scripts/vendor-uplot"
+    );
+    let licence = std::fs::read_to_string(vendor.join("LICENSE")).unwrap();
+    assert!(licence.contains("MIT License"), "{licence}");
 }

@@ -18,6 +18,9 @@ use super::commands::{self, CommandSender, CommandsConfig};
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
+/// uPlot, vendored from npm by scripts/vendor-uplot (MIT, `assets/vendor/LICENSE`).
+const UPLOT_JS: &str = include_str!("assets/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("assets/vendor/uPlot.min.css");
 
 /// Points of history a panel loads when the page opens.
 const HISTORY_POINTS: usize = 2000;
@@ -67,6 +70,24 @@ pub async fn serve(
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/vendor/uPlot.iife.min.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    UPLOT_JS,
+                )
+            }),
+        )
+        .route(
+            "/vendor/uPlot.min.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    UPLOT_CSS,
                 )
             }),
         )

@@ -1,24 +1,35 @@
 // The live page: the dashboard's panels, history from /api/series, new and updated points
-// from /ws. Charts are small SVG drawings of our own; no third-party code.
+// from /ws. Charts are uPlot (vendored from npm into the host by scripts/vendor-uplot, served
+// from /vendor/): drag to zoom, shift+drag or the wheel to pan and zoom, double-click to reset,
+// hover for values with their units; alarms are red markers on every chart, motion events
+// grey ticks along the bottom; late readings accepted or rejected stand out on the W1 chart.
 "use strict";
 
+// A panel shows one or more series (sensor, kind) as a chart or a table.
 const PANELS = [
-  { id: "raw-TH1", title: "Temperature TH1 (15 min)", sensor: "TH1", kind: "raw", unit: "°C", view: "chart" },
-  { id: "AggDay-TH1-chart", title: "Daily mean temperature TH1", sensor: "TH1", kind: "AggDay", unit: "°C", view: "chart" },
-  { id: "raw-HVAC1-table", title: "HVAC1 energy (15 min)", sensor: "HVAC1", kind: "raw", unit: "Wh", view: "table" },
-  { id: "raw-Etot", title: "Energy meter Etot", sensor: "Etot", kind: "raw", unit: "Wh", view: "chart" },
-  { id: "raw-Mov1", title: "Motion Mov1", sensor: "Mov1", kind: "raw", unit: "events", view: "chart" },
-  { id: "AggDay-HVAC1", title: "AggDay HVAC1", sensor: "HVAC1", kind: "AggDay", unit: "Wh", view: "chart" },
-  { id: "AggDayDiff-Wtot", title: "AggDayDiff Wtot", sensor: "Wtot", kind: "AggDayDiff", unit: "L", view: "chart" },
-  { id: "AggDayRest-Etot", title: "AggDayRest Etot (unmetered energy)", sensor: "Etot", kind: "AggDayRest", unit: "Wh", view: "chart" },
-  { id: "AggDay-TH1", title: "AggDay TH1", sensor: "TH1", kind: "AggDay", unit: "°C", view: "table" },
-  { id: "LateRej-W1", title: "LateRej W1 (late readings rejected)", sensor: "W1", kind: "LateRej", unit: "L", view: "table" },
+  { id: "raw-TH1", title: "Temperature TH1 (15 min)", unit: "°C", view: "chart", series: [{ sensor: "TH1", kind: "raw" }] },
+  { id: "AggDay-TH1-chart", title: "Daily mean temperature TH1", unit: "°C", view: "chart", series: [{ sensor: "TH1", kind: "AggDay" }] },
+  { id: "raw-HVAC1-table", title: "HVAC1 energy (15 min)", unit: "Wh", view: "table", series: [{ sensor: "HVAC1", kind: "raw" }] },
+  { id: "raw-Etot", title: "Energy meter Etot", unit: "Wh", view: "chart", series: [{ sensor: "Etot", kind: "raw" }] },
+  { id: "raw-Mov1", title: "Motion Mov1", unit: "events", view: "chart", points: true, series: [{ sensor: "Mov1", kind: "raw" }] },
+  { id: "AggDay-HVAC1", title: "AggDay HVAC1", unit: "Wh", view: "chart", series: [{ sensor: "HVAC1", kind: "AggDay" }] },
+  { id: "AggDayDiff-Wtot", title: "AggDayDiff Wtot", unit: "L", view: "chart", series: [{ sensor: "Wtot", kind: "AggDayDiff" }] },
+  { id: "AggDayRest-Etot", title: "AggDayRest Etot (unmetered energy)", unit: "Wh", view: "chart", series: [{ sensor: "Etot", kind: "AggDayRest" }] },
+  { id: "late-W1", title: "Water W1 with its late readings", unit: "L", view: "chart",
+    series: [{ sensor: "W1", kind: "raw", color: "#88c0d0" }, { sensor: "W1", kind: "LateAccepted", color: "#ebcb8b", points: true }, { sensor: "W1", kind: "LateRej", color: "#bf616a", points: true }] },
+  { id: "AggDay-TH1", title: "AggDay TH1", unit: "°C", view: "table", series: [{ sensor: "TH1", kind: "AggDay" }] },
+  { id: "LateRej-W1", title: "LateRej W1 (late readings rejected)", unit: "L", view: "table", series: [{ sensor: "W1", kind: "LateRej" }] },
 ];
 const COLORS = ["#88c0d0", "#a3be8c", "#ebcb8b", "#d08770", "#b48ead"];
 const MAX_POINTS = 2000;
+const DAY_MS = 86400000;
 
-const state = { site: null, data: new Map(), alarms: new Map() }; // panel id -> Map(ts -> value); rule@ts -> alarm
+// series key "sensor:kind" -> Map(ts -> value); rule@ts -> alarm; panel id -> uPlot
+const state = { site: null, series: new Map(), alarms: new Map(), charts: new Map(), rangeDays: 0 };
 const MAX_ALARMS = 200;
+window.__charts = state.charts; // for the browser test
+
+const keyOf = s => s.sensor + ":" + s.kind;
 
 function utc(ts) {
   return new Date(ts).toISOString().replace("T", " ").replace(":00.000Z", "").replace(".000Z", "");
@@ -27,17 +38,16 @@ function utc(ts) {
 function buildPanels() {
   const main = document.getElementById("panels");
   main.innerHTML = "";
-  PANELS.forEach((p, i) => {
+  PANELS.forEach(p => {
     const div = document.createElement("section");
     div.className = "panel";
     div.id = "panel-" + p.id;
-    div.dataset.sensor = p.sensor;
-    div.dataset.kind = p.kind;
-    div.innerHTML = `<h2>${p.title}</h2><div class="meta">${p.sensor} · ${p.kind} · ${p.unit} · <span class="count">0</span> points</div>` +
-      (p.view === "chart" ? `<svg viewBox="0 0 420 200" preserveAspectRatio="none" data-color="${COLORS[i % COLORS.length]}"></svg>`
-                           : `<div class="tablewrap"><table><thead><tr><th>time (UTC)</th><th>${p.kind} ${p.sensor} (${p.unit})</th></tr></thead><tbody></tbody></table></div>`);
+    const what = p.series.map(s => s.sensor + " " + s.kind).join(", ");
+    div.innerHTML = `<h2>${p.title}</h2><div class="meta">${what} · ${p.unit} · <span class="count">0</span> points</div>` +
+      (p.view === "chart" ? `<div class="chart"></div><div class="hint">drag: zoom · shift+drag or wheel: pan, zoom · double-click: all</div>`
+                           : `<div class="tablewrap"><table><thead><tr><th>time (UTC)</th><th>${what} (${p.unit})</th></tr></thead><tbody></tbody></table></div>`);
     main.appendChild(div);
-    state.data.set(p.id, new Map());
+    for (const s of p.series) if (!state.series.has(keyOf(s))) state.series.set(keyOf(s), new Map());
   });
   const alarms = document.createElement("section");
   alarms.className = "panel alarms";
@@ -47,23 +57,188 @@ function buildPanels() {
   main.prepend(alarms);
 }
 
-function renderAlarms(fresh) {
-  const el = document.getElementById("panel-alarms");
-  const rows = [...state.alarms.values()].sort((a, b) => b.ts - a.ts || a.rule.localeCompare(b.rule));
-  el.querySelector(".count").textContent = rows.length;
-  el.dataset.points = rows.length;
-  const body = el.querySelector("tbody");
-  body.innerHTML = "";
-  for (const a of rows.slice(0, MAX_ALARMS)) {
-    const tr = document.createElement("tr");
-    if (fresh && fresh.has(a.rule + "@" + a.ts)) tr.className = "fresh";
-    for (const text of [utc(a.ts), a.rule, Number(a.value).toFixed(2), a.evidence || ""]) {
-      const td = document.createElement("td");
-      td.textContent = text; // evidence comes from plugins: never HTML
-      tr.appendChild(td);
+function sortedPoints(key) {
+  return [...state.series.get(key).entries()].sort((a, b) => a[0] - b[0]);
+}
+
+// Alarm instants (red) and motion events (grey ticks) drawn over a chart.
+function markersPlugin(panel) {
+  return {
+    hooks: {
+      draw: u => {
+        const ctx = u.ctx, { left, top, width, height } = u.bbox;
+        let drawn = 0;
+        const line = (ts, color, from, to) => {
+          const x = Math.round(u.valToPos(ts, "x", true));
+          if (x < left || x > left + width) return;
+          ctx.strokeStyle = color;
+          ctx.beginPath(); ctx.moveTo(x, from); ctx.lineTo(x, to); ctx.stroke();
+          drawn++;
+        };
+        ctx.save();
+        ctx.lineWidth = devicePixelRatio;
+        for (const ts of state.series.get("Mov1:raw")?.keys() ?? []) line(ts, "#6b7385", top + height - 6 * devicePixelRatio, top + height);
+        for (const a of state.alarms.values()) line(a.ts, "#bf616a", top, top + height);
+        ctx.restore();
+        document.getElementById("panel-" + panel.id).dataset.markers = drawn;
+      },
+    },
+  };
+}
+
+// Wheel: zoom around the cursor; shift+drag: pan.
+function panZoomPlugin() {
+  return {
+    hooks: {
+      // A drag selection zooms (uPlot's own); remember it, and forget it on double-click.
+      setSelect: u => { if (u.select.width > 0) u.zoomed = true; },
+      ready: u => {
+        u.over.addEventListener("dblclick", () => { u.zoomed = false; });
+        u.over.addEventListener("wheel", e => {
+          e.preventDefault();
+          u.zoomed = true;
+          const at = u.posToVal(u.cursor.left, "x"), { min, max } = u.scales.x, f = e.deltaY < 0 ? 0.8 : 1.25;
+          u.setScale("x", { min: at - (at - min) * f, max: at + (max - at) * f });
+        }, { passive: false });
+        u.over.addEventListener("mousedown", e => {
+          if (!e.shiftKey) return;
+          e.stopPropagation();
+          u.zoomed = true;
+          const x0 = e.clientX, { min, max } = u.scales.x, per = (max - min) / (u.bbox.width / devicePixelRatio);
+          const move = ev => u.setScale("x", { min: min - (ev.clientX - x0) * per, max: max - (ev.clientX - x0) * per });
+          const up = () => { window.removeEventListener("mousemove", move); window.removeEventListener("mouseup", up); };
+          window.addEventListener("mousemove", move);
+          window.addEventListener("mouseup", up);
+        }, true);
+      },
+    },
+  };
+}
+
+// Axis numbers kept short: 3956927 → 3.96M.
+function compact(v) {
+  const a = Math.abs(v);
+  if (a >= 1e6) return (v / 1e6).toFixed(2) + "M";
+  if (a >= 1e4) return (v / 1e3).toFixed(1) + "k";
+  return String(Math.round(v * 100) / 100);
+}
+
+// Axis times in UTC, 24-hour: the time, and the date under it ("18:00" / "01-03").
+function axisTime(ts) {
+  const iso = new Date(ts).toISOString();
+  return iso.slice(11, 16) + "\n" + iso.slice(5, 10);
+}
+
+function makeChart(panel, el, data) {
+  const unit = panel.unit;
+  const fmt = v => v == null ? "—" : (Math.abs(v) >= 1000 ? v.toFixed(0) : v.toFixed(2)) + " " + unit;
+  const opts = {
+    width: Math.max(el.clientWidth, 300),
+    height: 200,
+    ms: 1,
+    tzDate: ts => uPlot.tzDate(new Date(ts), "Etc/UTC"),
+    cursor: { drag: { x: true, y: false } },
+    scales: { x: { time: true } },
+    axes: [
+      { stroke: "#8a93a3", grid: { stroke: "#2a303a" }, ticks: { stroke: "#2a303a" }, size: 44, space: 70, values: (u, splits) => splits.map(axisTime) },
+      { stroke: "#8a93a3", grid: { stroke: "#2a303a" }, ticks: { stroke: "#2a303a" }, size: 84, values: (u, splits) => splits.map(v => compact(v) + " " + unit) },
+    ],
+    series: [{ label: "time (UTC)", value: (u, ts) => ts == null ? "—" : utc(ts) }].concat(panel.series.map((s, i) => ({
+      label: s.sensor + " " + s.kind,
+      stroke: s.color || COLORS[PANELS.indexOf(panel) % COLORS.length],
+      width: 1.5,
+      value: (u, v) => fmt(v),
+      spanGaps: true,
+      paths: (s.points || panel.points) ? () => null : undefined,
+      points: { show: (s.points || panel.points) ? true : (u, si, i0, i1) => i1 - i0 < 60, size: 5, fill: s.color || COLORS[PANELS.indexOf(panel) % COLORS.length] },
+    }))),
+    plugins: [markersPlugin(panel), panZoomPlugin()],
+  };
+  return new uPlot(opts, data, el);
+}
+
+// The panel's series aligned on one time axis (uPlot.join fills gaps with null).
+function chartData(panel) {
+  const tables = panel.series.map(s => {
+    const points = sortedPoints(keyOf(s));
+    return [points.map(p => p[0]), points.map(p => p[1])];
+  });
+  return tables.length === 1 ? tables[0] : uPlot.join(tables);
+}
+
+function applyRange(u) {
+  if (!state.rangeDays) return;
+  const newest = Math.max(...[...state.series.values()].map(m => Math.max(0, ...m.keys())));
+  if (newest > 0) u.setScale("x", { min: newest - state.rangeDays * DAY_MS, max: newest });
+}
+
+function render(panel, freshTs) {
+  const el = document.getElementById("panel-" + panel.id);
+  const count = panel.series.reduce((n, s) => n + state.series.get(keyOf(s)).size, 0);
+  el.querySelector(".count").textContent = count;
+  el.dataset.points = count;
+  if (panel.view === "table") {
+    const body = el.querySelector("tbody");
+    body.innerHTML = "";
+    for (const [ts, v] of sortedPoints(keyOf(panel.series[0])).slice(-200).reverse()) {
+      const tr = document.createElement("tr");
+      if (freshTs && freshTs.has(ts)) tr.className = "fresh";
+      tr.innerHTML = `<td>${utc(ts)}</td><td>${v.toFixed(2)}</td>`;
+      body.appendChild(tr);
     }
-    body.appendChild(tr);
+    return;
   }
+  const box = el.querySelector(".chart");
+  if (count === 0) { box.innerHTML = `<div class="empty">no data</div>`; state.charts.delete(panel.id); return; }
+  let u = state.charts.get(panel.id);
+  if (!u) {
+    box.innerHTML = "";
+    u = makeChart(panel, box, chartData(panel));
+    state.charts.set(panel.id, u);
+  } else {
+    // Keep the reader's zoom while new points arrive.
+    u.setData(chartData(panel), !u.zoomed);
+  }
+  applyRange(u);
+}
+
+function redrawMarkers() {
+  for (const u of state.charts.values()) u.redraw(false);
+}
+
+async function loadHistory() {
+  const keys = [...state.series.keys()];
+  await Promise.all([loadAlarms(), ...keys.map(async key => {
+    const [sensor, kind] = key.split(":");
+    const res = await fetch("/api/series?" + new URLSearchParams({ site: state.site, sensor, kind }));
+    const points = res.ok ? await res.json() : [];
+    const map = state.series.get(key);
+    map.clear();
+    for (const [ts, v] of points) map.set(ts, v);
+  })]);
+  for (const u of state.charts.values()) u.destroy();
+  state.charts.clear();
+  for (const p of PANELS) render(p);
+}
+
+function onPoints(points) {
+  const touched = new Map(); // key -> Set(ts)
+  for (const pt of points) {
+    if (pt.site !== state.site) continue;
+    const key = pt.sensor + ":" + pt.kind;
+    const map = state.series.get(key);
+    if (!map) continue;
+    map.set(pt.ts, pt.value); // an updated day replaces its value in place
+    while (map.size > MAX_POINTS) map.delete(Math.min(...map.keys()));
+    if (!touched.has(key)) touched.set(key, new Set());
+    touched.get(key).add(pt.ts);
+  }
+  for (const p of PANELS) {
+    const fresh = new Set();
+    for (const s of p.series) for (const ts of touched.get(keyOf(s)) ?? []) fresh.add(ts);
+    if (fresh.size) render(p, fresh);
+  }
+  if (touched.has("Mov1:raw")) redrawMarkers();
 }
 
 // --- device commands (two-way control) ---------------------------------------------------
@@ -137,6 +312,25 @@ function renderCommands() {
   el.dataset.applied = applied;
 }
 
+function renderAlarms(fresh) {
+  const el = document.getElementById("panel-alarms");
+  const rows = [...state.alarms.values()].sort((a, b) => b.ts - a.ts || a.rule.localeCompare(b.rule));
+  el.querySelector(".count").textContent = rows.length;
+  el.dataset.points = rows.length;
+  const body = el.querySelector("tbody");
+  body.innerHTML = "";
+  for (const a of rows.slice(0, MAX_ALARMS)) {
+    const tr = document.createElement("tr");
+    if (fresh && fresh.has(a.rule + "@" + a.ts)) tr.className = "fresh";
+    for (const text of [utc(a.ts), a.rule, Number(a.value).toFixed(2), a.evidence || ""]) {
+      const td = document.createElement("td");
+      td.textContent = text; // evidence comes from plugins: never HTML
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
 async function loadAlarms() {
   const res = await fetch("/api/alarms?" + new URLSearchParams({ site: state.site }));
   const rows = res.ok ? await res.json() : [];
@@ -153,71 +347,10 @@ function onAlarms(alarms) {
     state.alarms.set(key, { ts: a.ts_ms, rule: a.rule, value: a.value, evidence: a.evidence });
     fresh.add(key);
   }
-  if (fresh.size) renderAlarms(fresh);
-}
-
-function render(panel, freshTs) {
-  const el = document.getElementById("panel-" + panel.id);
-  const points = [...state.data.get(panel.id).entries()].sort((a, b) => a[0] - b[0]);
-  el.querySelector(".count").textContent = points.length;
-  el.dataset.points = points.length;
-  if (panel.view === "table") {
-    const body = el.querySelector("tbody");
-    body.innerHTML = "";
-    for (const [ts, v] of points.slice(-200).reverse()) {
-      const tr = document.createElement("tr");
-      if (freshTs && freshTs.has(ts)) tr.className = "fresh";
-      tr.innerHTML = `<td>${utc(ts)}</td><td>${v.toFixed(2)}</td>`;
-      body.appendChild(tr);
-    }
-    return;
+  if (fresh.size) {
+    renderAlarms(fresh);
+    redrawMarkers();
   }
-  const svg = el.querySelector("svg");
-  const color = svg.dataset.color;
-  const W = 420, H = 200, L = 48, B = 22, T = 8, R = 6;
-  if (points.length === 0) { svg.innerHTML = `<text x="${W / 2 - 20}" y="${H / 2}">no data</text>`; return; }
-  const xs = points.map(p => p[0]), ys = points.map(p => p[1]);
-  const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
-  const sx = t => L + (x1 === x0 ? 0.5 : (t - x0) / (x1 - x0)) * (W - L - R);
-  const sy = v => H - B - (y1 === y0 ? 0.5 : (v - y0) / (y1 - y0)) * (H - B - T);
-  const path = points.map((p, i) => (i ? "L" : "M") + sx(p[0]).toFixed(1) + " " + sy(p[1]).toFixed(1)).join("");
-  const dots = points.length <= 60 ? points.map(p => `<circle class="dot" r="2" fill="${color}" cx="${sx(p[0]).toFixed(1)}" cy="${sy(p[1]).toFixed(1)}"/>`).join("") : "";
-  svg.innerHTML =
-    `<line class="axis" x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}"/>` +
-    `<line class="axis" x1="${L}" y1="${T}" x2="${L}" y2="${H - B}"/>` +
-    `<text x="2" y="${T + 8}">${y1.toFixed(1)}</text><text x="2" y="${H - B}">${y0.toFixed(1)}</text>` +
-    `<text x="${L}" y="${H - 6}">${utc(x0)}</text><text x="${W - R - 110}" y="${H - 6}">${utc(x1)}</text>` +
-    `<path class="line" stroke="${color}" d="${path}"/>${dots}` +
-    `<text x="${W - R - 90}" y="${T + 8}" fill="${color}">— ${panel.sensor} ${panel.kind} (${panel.unit})</text>`;
-}
-
-async function loadHistory() {
-  await Promise.all([loadAlarms(), ...PANELS.map(async p => {
-    const q = new URLSearchParams({ site: state.site, sensor: p.sensor, kind: p.kind });
-    const res = await fetch("/api/series?" + q);
-    const points = res.ok ? await res.json() : [];
-    const map = state.data.get(p.id);
-    map.clear();
-    for (const [ts, v] of points) map.set(ts, v);
-    render(p);
-  })]);
-}
-
-function onPoints(points) {
-  const touched = new Map();
-  for (const pt of points) {
-    if (pt.site !== state.site) continue;
-    for (const p of PANELS) {
-      if (p.sensor === pt.sensor && p.kind === pt.kind) {
-        const map = state.data.get(p.id);
-        map.set(pt.ts, pt.value); // an updated day replaces its value in place
-        while (map.size > MAX_POINTS) map.delete(Math.min(...map.keys()));
-        if (!touched.has(p)) touched.set(p, new Set());
-        touched.get(p).add(pt.ts);
-      }
-    }
-  }
-  for (const [p, fresh] of touched) render(p, fresh);
 }
 
 function connect() {
@@ -246,6 +379,14 @@ async function start() {
   state.site = wanted || sites[0] || "s1";
   select.value = state.site;
   select.onchange = () => { state.site = select.value; loadHistory(); };
+  const range = document.getElementById("range");
+  range.onchange = () => {
+    state.rangeDays = Number(range.value);
+    for (const u of state.charts.values()) {
+      if (state.rangeDays) applyRange(u);
+      else u.setData(u.data, true);
+    }
+  };
   connect();
   await loadHistory();
   document.body.dataset.ready = "1";
