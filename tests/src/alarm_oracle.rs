@@ -159,7 +159,7 @@ pub const SHIPPED_NIGHT: NightRule = NightRule {
     to_ms: 6 * 3_600_000,
     utc_offset_ms: 3_600_000,
 };
-/// `TH1Band` of `host/pipelines/alarms.toml`.
+/// `TH1Band` of `host/pipelines/alarms.toml` (`TH2Band` is the same for TH2).
 pub const SHIPPED_BAND: BandRule = BandRule {
     sensor: "TH1",
     low: 14.0,
@@ -203,6 +203,14 @@ pub fn shipped_alarms(sent: &[SentReading]) -> ExpectedAlarms {
         night_alarms(sent, "NightMotion", SHIPPED_NIGHT),
         low_energy_alarms(sent, "LowEnergyMotion", &energy),
         band_alarms(sent, "TH1Band", SHIPPED_BAND),
+        band_alarms(
+            sent,
+            "TH2Band",
+            BandRule {
+                sensor: "TH2",
+                ..SHIPPED_BAND
+            },
+        ),
     ])
 }
 

@@ -123,7 +123,7 @@ async fn three_alarm_rules_raise_exactly_the_alarms_the_oracle_computes_late_rea
     let expected = alarm_oracle::shipped_alarms(&sent);
     let per_rule = alarm_oracle::per_rule(&expected);
     println!("alarms the oracle expects, by rule: {per_rule:?}");
-    for rule in ["NightMotion", "LowEnergyMotion", "TH1Band"] {
+    for rule in ["NightMotion", "LowEnergyMotion", "TH1Band", "TH2Band"] {
         assert!(
             per_rule.get(rule).is_some_and(|&n| n > 0),
             "the readings must make {rule} raise alarms for the test to mean something: {per_rule:?}"
