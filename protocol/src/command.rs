@@ -149,8 +149,7 @@ impl Command {
         })
     }
 
-    /// The record on the `commands` topic (its key is the site id).
-    pub fn to_json(&self) -> String {
+    fn fields(&self) -> serde_json::Value {
         json!({
             "id": self.id,
             "site": self.site,
@@ -158,22 +157,21 @@ impl Command {
             "action": self.action.name(),
             "value": self.action.value(),
         })
-        .to_string()
+    }
+
+    /// The record on the `commands` topic (its key is the site id).
+    pub fn to_json(&self) -> String {
+        self.fields().to_string()
     }
 
     /// The acknowledgement a device sends once it applied the command at `ts_ms` (its own
-    /// clock), on the `command-acks` topic (key: the site id).
+    /// clock), on the `command-acks` topic (key: the site id): the command's fields,
+    /// `"status": "applied"` and `"ts_ms"`.
     pub fn ack_json(&self, ts_ms: i64) -> String {
-        json!({
-            "id": self.id,
-            "site": self.site,
-            "device": self.device.name(),
-            "action": self.action.name(),
-            "value": self.action.value(),
-            "status": "applied",
-            "ts_ms": ts_ms,
-        })
-        .to_string()
+        let mut ack = self.fields();
+        ack["status"] = json!("applied");
+        ack["ts_ms"] = json!(ts_ms);
+        ack.to_string()
     }
 }
 

@@ -27,12 +27,8 @@ pub struct Range {
 
 impl Range {
     fn contains(&self, time: TimeOfDay) -> bool {
-        let t = time.ms();
-        if self.from_ms < self.to_ms {
-            self.from_ms <= t && t < self.to_ms
-        } else {
-            t >= self.from_ms || t < self.to_ms
-        }
+        let at = |ms| TimeOfDay::from_ms(ms).unwrap_or_default();
+        time.is_within(at(self.from_ms), at(self.to_ms))
     }
 }
 

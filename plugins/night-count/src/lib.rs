@@ -26,12 +26,8 @@ pub struct Counts {
 
 impl Counts {
     fn in_range(&self, ts_ms: i64) -> bool {
-        let time = TimeOfDay::of_instant(ts_ms).ms();
-        if self.from_ms < self.to_ms {
-            self.from_ms <= time && time < self.to_ms
-        } else {
-            time >= self.from_ms || time < self.to_ms
-        }
+        let at = |ms| TimeOfDay::from_ms(ms).unwrap_or_default();
+        TimeOfDay::of_instant(ts_ms).is_within(at(self.from_ms), at(self.to_ms))
     }
 }
 

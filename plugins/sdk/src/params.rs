@@ -73,6 +73,16 @@ impl TimeOfDay {
         self.0
     }
 
+    /// Whether this time is in [`from`, `to`), a range that wraps past midnight when
+    /// `from` is later than `to` (22:00–06:00). An empty range (`from == to`) holds nothing.
+    pub fn is_within(self, from: TimeOfDay, to: TimeOfDay) -> bool {
+        if from <= to {
+            from <= self && self < to
+        } else {
+            self >= from || self < to
+        }
+    }
+
     /// The time of day (UTC) of an instant in ms since the epoch, before 1970 included.
     pub fn of_instant(ts_ms: i64) -> TimeOfDay {
         TimeOfDay(ts_ms.rem_euclid(DAY_MS) as u32)
@@ -194,6 +204,17 @@ mod tests {
             assert!(TimeOfDay::from_param(bad).is_err(), "{bad}");
         }
         assert_eq!(TimeOfDay::of_instant(-1).ms(), (DAY_MS - 1) as u32);
+    }
+
+    #[test]
+    fn a_range_of_times_may_wrap_past_midnight() {
+        let t = |s| TimeOfDay::from_param(s).unwrap();
+        assert!(t("03:00").is_within(t("02:00"), t("06:00")));
+        assert!(!t("06:00").is_within(t("02:00"), t("06:00")));
+        assert!(t("23:00").is_within(t("22:00"), t("06:00")));
+        assert!(t("05:59").is_within(t("22:00"), t("06:00")));
+        assert!(!t("12:00").is_within(t("22:00"), t("06:00")));
+        assert!(!t("02:00").is_within(t("02:00"), t("02:00")));
     }
 
     #[test]
