@@ -165,6 +165,12 @@ pub struct Cli {
     /// Watermark = newest reading − this bound, e.g. `0s`, `15m`.
     #[arg(long, default_value = defaults::OUT_OF_ORDERNESS)]
     pub out_of_orderness: String,
+    /// How long RedisTimeSeries keeps `raw` series, e.g. `30d` (`0`: forever). Must exceed
+    /// the allowed lateness plus the out-of-orderness plus a day, or Redis would refuse
+    /// readings the host still files under `raw`. Late and rejected readings, daily
+    /// outputs and alarms are always kept.
+    #[arg(long, default_value = "0")]
+    pub raw_retention: String,
     /// Records larger than this many bytes are dead-lettered.
     #[arg(long, default_value_t = defaults::MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
@@ -223,6 +229,7 @@ struct FileConfig {
     stamps: Option<StampConvention>,
     allowed_lateness: Option<String>,
     out_of_orderness: Option<String>,
+    raw_retention: Option<String>,
     max_record_bytes: Option<usize>,
     batch_size: Option<usize>,
     max_batches_in_flight: Option<usize>,
@@ -256,6 +263,8 @@ pub struct HostConfig {
     pub stamps: StampConvention,
     pub allowed_lateness: Duration,
     pub out_of_orderness: Duration,
+    /// `None`: raw series are kept forever.
+    pub raw_retention: Option<Duration>,
     pub max_record_bytes: usize,
     pub batch_size: usize,
     pub max_batches_in_flight: usize,
@@ -387,6 +396,16 @@ impl HostConfig {
                 file.out_of_orderness,
             ))
             .context("--out-of-orderness")?,
+            raw_retention: {
+                let text = pick(
+                    matches,
+                    "raw_retention",
+                    cli.raw_retention,
+                    file.raw_retention,
+                );
+                Some(parse_duration(&text).context("--raw-retention")?)
+                    .filter(|retention| !retention.is_zero())
+            },
             max_record_bytes: pick(
                 matches,
                 "max_record_bytes",
@@ -407,6 +426,27 @@ impl HostConfig {
 }
 
 impl HostConfig {
+    /// `--raw-retention`, checked against the lateness: RedisTimeSeries refuses a sample
+    /// older than its series' newest minus the retention, and a `raw` reading can be as old
+    /// as the allowed lateness plus the out-of-orderness plus its day.
+    pub fn checked_raw_retention(&self) -> anyhow::Result<Option<Duration>> {
+        let Some(retention) = self.raw_retention else {
+            return Ok(None);
+        };
+        let needed = self.allowed_lateness + self.out_of_orderness + Duration::from_secs(86_400);
+        if retention <= needed {
+            anyhow::bail!(
+                "--raw-retention {}s is too short: raw readings may be up to the allowed \
+                 lateness + the out-of-orderness + a day old ({}s), and RedisTimeSeries would \
+                 refuse them; give at least {}d, or 0 to keep raw series forever",
+                retention.as_secs(),
+                needed.as_secs(),
+                needed.as_secs() / 86_400 + 1
+            );
+        }
+        Ok(Some(retention))
+    }
+
     /// The tenants: from the tenants file, or one tenant owning every site.
     pub fn tenant_specs(&self) -> anyhow::Result<Vec<TenantSpec>> {
         match &self.tenants {
@@ -726,6 +766,25 @@ mod tests {
             .expect("valid arguments");
         let cli = Cli::from_arg_matches(&matches).unwrap();
         HostConfig::from_cli(cli, &matches).unwrap()
+    }
+
+    #[test]
+    fn a_raw_retention_shorter_than_the_lateness_allows_is_refused() {
+        assert_eq!(
+            config_from(&["iot-host"]).checked_raw_retention().unwrap(),
+            None
+        );
+        let month = config_from(&["iot-host", "--raw-retention", "30d"]);
+        assert_eq!(
+            month.checked_raw_retention().unwrap(),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        // Defaults: 2 days of lateness + 0 out-of-orderness + a day.
+        let err = config_from(&["iot-host", "--raw-retention", "3d"])
+            .checked_raw_retention()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at least 4d"), "{err}");
     }
 
     #[test]

@@ -90,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         url: config.redis.clone(),
         key_prefix: config.key_prefix.clone(),
         topic: config.readings_topic.clone(),
+        raw_retention: config.checked_raw_retention()?,
     })
     .await?;
     let mut publisher = KafkaPublisher::connect(&config.kafka, topic_names(&config))?;

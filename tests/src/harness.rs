@@ -200,6 +200,7 @@ async fn run_host_on<O: CommitObserver>(
         url: services.redis_url.clone(),
         key_prefix: scope.key_prefix(),
         topic: topics.readings.clone(),
+        raw_retention: None,
     })
     .await
     .expect("Redis store");

@@ -52,6 +52,7 @@ pub async fn redis_store(scope: &TestScope) -> RedisStore {
         url: scope.services.redis_url.clone(),
         key_prefix: scope.key_prefix(),
         topic: TOPIC.into(),
+        raw_retention: None,
     })
     .await
     .expect("Redis store")

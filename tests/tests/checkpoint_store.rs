@@ -141,3 +141,86 @@ async fn a_json_checkpoint_of_an_earlier_host_is_read_and_replaced_by_the_next_b
         "the replaced checkpoint holds all three readings' state"
     );
 }
+
+/// `--raw-retention`: raw series are created with it (RedisTimeSeries' RETENTION), every
+/// other kind with none, and a restarted host sets it again on the series it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_series_get_the_raw_retention_and_every_other_kind_keeps_everything() {
+    use iot_host::engine::{Effects, SeriesDef, StoredSample};
+    use iot_host::store::{RedisStore, RedisStoreConfig};
+    use iot_protocol::{Kind, SeriesName};
+
+    const FOUR_DAYS: std::time::Duration = std::time::Duration::from_secs(4 * 86_400);
+    let scope = TestScope::new("raw_retention");
+    let site = format!("{}-s1", scope.id);
+    let defs: Vec<SeriesDef> = [(Kind::Raw, 0), (Kind::AggDay, 1), (Kind::LateRej, 2)]
+        .into_iter()
+        .map(|(kind, id)| {
+            let name = SeriesName::new(site.as_str(), "TH1", kind);
+            SeriesDef {
+                id,
+                key: name.key(&scope.key_prefix()),
+                name,
+                unit: "degC".into(),
+            }
+        })
+        .collect();
+    let connect = |retention| {
+        RedisStore::connect(RedisStoreConfig {
+            url: scope.services.redis_url.clone(),
+            key_prefix: scope.key_prefix(),
+            topic: "readings".into(),
+            raw_retention: retention,
+        })
+    };
+    let effects = Effects {
+        new_series: defs.clone(),
+        samples: vec![StoredSample {
+            series: 0,
+            ts_ms: 1_577_837_700_000,
+            value: 21.5,
+        }],
+        ..Effects::default()
+    };
+    let mut conn = scope.redis_conn().await;
+    let retention = |key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let info: Vec<redis::Value> = redis::cmd("TS.INFO")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let at = info
+                .iter()
+                .position(|v| {
+                    matches!(v, redis::Value::SimpleString(s) if s == "retentionTime")
+                        || matches!(v, redis::Value::BulkString(b) if b == b"retentionTime")
+                })
+                .expect("TS.INFO has retentionTime");
+            redis::from_redis_value::<i64>(info[at + 1].clone()).unwrap()
+        }
+    };
+
+    connect(Some(FOUR_DAYS))
+        .await
+        .unwrap()
+        .commit(&effects)
+        .await
+        .unwrap();
+    assert_eq!(retention(defs[0].key.clone()).await, 4 * 86_400_000, "raw");
+    assert_eq!(retention(defs[1].key.clone()).await, 0, "AggDay");
+    assert_eq!(retention(defs[2].key.clone()).await, 0, "LateRej");
+
+    // A host restarted without a retention keeps raw series forever again.
+    connect(None).await.unwrap().commit(&effects).await.unwrap();
+    assert_eq!(
+        retention(defs[0].key.clone()).await,
+        0,
+        "raw, after a restart"
+    );
+    let _ = redis::cmd("DEL")
+        .arg(defs.iter().map(|d| d.key.as_str()).collect::<Vec<_>>())
+        .query_async::<()>(&mut conn)
+        .await;
+}

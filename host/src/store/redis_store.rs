@@ -24,6 +24,9 @@
 //! the EXEC aborts the EXEC (WATCH). Not covered: a reconnect between the check and the
 //! EXEC drops the WATCH, so that one batch is written unchecked.
 //!
+//! Retention: `raw` series keep `raw_retention` (RETENTION, relative to each series' newest
+//! sample), every other series keeps everything.
+//!
 //! Errors: connection failures, timeouts and a server still loading its data are retried
 //! with backoff until Redis is back (nothing is lost: the batch is retried whole), logged
 //! once per outage (see `crate::outage`). When Redis comes back, the store first checks
@@ -65,6 +68,9 @@ pub struct RedisStoreConfig {
     pub key_prefix: String,
     /// Names the input topic in checkpoint keys.
     pub topic: String,
+    /// Retention of `raw` series (`None`: forever); the caller checks it against the
+    /// lateness (`HostConfig::checked_raw_retention`).
+    pub raw_retention: Option<Duration>,
 }
 
 pub struct RedisStore {
@@ -157,20 +163,22 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for def in defs {
             let labels = labels(def);
-            pipe.cmd("TS.CREATE")
-                .arg(&def.key)
-                .arg("DUPLICATE_POLICY")
-                .arg("LAST")
-                .arg("LABELS")
-                .arg(&labels)
-                .ignore();
-            pipe.cmd("TS.ALTER")
-                .arg(&def.key)
-                .arg("DUPLICATE_POLICY")
-                .arg("LAST")
-                .arg("LABELS")
-                .arg(&labels)
-                .ignore();
+            // Only raw series expire; every other kind keeps its samples (RETENTION 0).
+            let retention_ms = match (def.name.kind, self.config.raw_retention) {
+                (iot_protocol::Kind::Raw, Some(retention)) => retention.as_millis() as u64,
+                _ => 0,
+            };
+            for command in ["TS.CREATE", "TS.ALTER"] {
+                pipe.cmd(command)
+                    .arg(&def.key)
+                    .arg("RETENTION")
+                    .arg(retention_ms)
+                    .arg("DUPLICATE_POLICY")
+                    .arg("LAST")
+                    .arg("LABELS")
+                    .arg(&labels)
+                    .ignore();
+            }
         }
         // Errors of TS.CREATE on existing keys are expected; redis-rs reports the first error
         // of a pipeline, so run it and then check that every key exists with our policy.
