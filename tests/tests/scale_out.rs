@@ -117,15 +117,38 @@ async fn wait_for_split(hosts: &mut [&mut LiveHost], load: &mut Load, what: &str
 /// The partitions of the readings topic that have records so far.
 /// Of `held`, the partitions that hold records now (a partition no site hashed to has none,
 /// and no checkpoint will move on it).
-fn with_records(scope: &TestScope, topics: &SystemTopics, held: &[i32]) -> Vec<i32> {
-    let with_records: BTreeSet<i32> = read_all(&scope.services.kafka_bootstrap, &topics.readings)
-        .iter()
-        .map(|r| r.partition)
-        .collect();
-    held.iter()
-        .copied()
-        .filter(|p| with_records.contains(p))
-        .collect()
+/// The partitions of `held` that hold readings, once every site of the load has sent at
+/// least one: from then on no partition gets its first reading (each site has one
+/// partition), so a host holding `held` has nothing left to restore later. Read too early
+/// (the load just started), a partition could get its first reading after the test
+/// paused Redis, and its host would stall restoring it instead of writing batches.
+async fn with_records(
+    scope: &TestScope,
+    topics: &SystemTopics,
+    held: &[i32],
+    load: &mut Load,
+) -> Vec<i32> {
+    let sites = fleet(scope).sites as usize;
+    let until = Instant::now() + REBALANCE_DEADLINE;
+    loop {
+        let records = read_all(&scope.services.kafka_bootstrap, &topics.readings);
+        let seen: BTreeSet<&str> = records.iter().filter_map(|r| r.key.as_deref()).collect();
+        if seen.len() >= sites {
+            let with_records: BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
+            return held
+                .iter()
+                .copied()
+                .filter(|p| with_records.contains(p))
+                .collect();
+        }
+        load.assert_running().await;
+        assert!(
+            Instant::now() < until,
+            "the load did not send a reading of each of its {sites} sites within {REBALANCE_DEADLINE:?} (seen {})",
+            seen.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +167,7 @@ async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl
         let mut doomed = member(&scope, &topics, &name, SHORT_SESSION);
         let held = wait_for_split(&mut [&mut survivor, &mut doomed], &mut load, &name).await;
         // Kill it once it made its own partitions' records durable, at a random instant.
-        let its = with_records(&scope, &topics, &held[1]);
+        let its = with_records(&scope, &topics, &held[1], &mut load).await;
         progress
             .wait_until_each_moved(&mut doomed, Some(&mut load), &its, REBALANCE_DEADLINE)
             .await;
@@ -239,7 +262,7 @@ async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it
     let mut owner = member(&scope, &topics, "owner", SHORT_SESSION);
     let mut zombie = member(&scope, &topics, "zombie", SHORT_SESSION);
     let held = wait_for_split(&mut [&mut owner, &mut zombie], &mut load, "start").await;
-    let its = with_records(&scope, &topics, &held[1]);
+    let its = with_records(&scope, &topics, &held[1], &mut load).await;
     // The zombie has read the checkpoints of its partitions with records (pausing Redis
     // before that would stall the reading, not the batches) and written batches of them.
     zombie
