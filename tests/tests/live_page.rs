@@ -80,37 +80,36 @@ fn check_the_charts(browser: &Browser) {
         hover.ends_with(" °C") && hover.len() > 3,
         "hover shows the value with its unit: {hover:?}"
     );
-    let zoomed = browser.eval(
-        "const u = window.__charts.get('raw-Etot'); const before = u.scales.x.max - u.scales.x.min; \
+    // uPlot applies a new scale after the current task: each check waits for its effect.
+    const CHART_TIMEOUT: Duration = Duration::from_secs(30);
+    browser.eval(
+        "const u = window.__charts.get('raw-Etot'); window.__before = u.scales.x.max - u.scales.x.min; \
          u.setCursor({left: u.bbox.width / devicePixelRatio / 2, top: 10}); \
          u.over.dispatchEvent(new WheelEvent('wheel', {deltaY: -100, bubbles: true, cancelable: true})); \
-         return new Promise(done => setTimeout(() => done([before, u.scales.x.max - u.scales.x.min]), 100))",
+         return true",
     );
-    assert!(
-        zoomed[1].as_f64() < zoomed[0].as_f64(),
-        "the wheel zooms in: {zoomed}"
+    browser.wait_for(
+        "const u = window.__charts.get('raw-Etot'); return u.scales.x.max - u.scales.x.min < window.__before",
+        CHART_TIMEOUT,
+        "the wheel to zoom the Etot chart in",
     );
-    // uPlot applies a new scale after the current task: read it a moment later.
-    let day = browser.eval(
-        "const r = document.getElementById('range'); r.value = '1'; r.onchange(); \
-         const u = window.__charts.get('raw-TH1'); \
-         return new Promise(done => setTimeout(() => done(u.scales.x.max - u.scales.x.min), 100))",
+    browser.eval(
+        "const r = document.getElementById('range'); r.value = '1'; r.onchange(); return true",
     );
-    assert_eq!(
-        day.as_f64(),
-        Some(DAY_MS as f64),
-        "the range picker shows the last day"
+    browser.wait_for(
+        &format!(
+            "const u = window.__charts.get('raw-TH1'); return u.scales.x.max - u.scales.x.min === {DAY_MS}"
+        ),
+        CHART_TIMEOUT,
+        "the range picker to show exactly the last day",
     );
     browser.eval(
         "const r = document.getElementById('range'); r.value = '0'; r.onchange(); return true",
     );
-    let markers = browser.eval(
-        "return new Promise(done => setTimeout(() => \
-         done(Number(document.getElementById('panel-raw-TH1').dataset.markers || 0)), 100))",
-    );
-    assert!(
-        markers.as_i64() > Some(0),
-        "alarm and motion markers are drawn: {markers}"
+    browser.wait_for(
+        "return Number(document.getElementById('panel-raw-TH1').dataset.markers || 0) > 0",
+        CHART_TIMEOUT,
+        "alarm and motion markers on the TH1 chart",
     );
 }
 
