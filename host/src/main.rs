@@ -7,7 +7,7 @@ use iot_host::publish::{KafkaPublisher, TopicNames};
 use iot_host::reload::{watch_tenants, TenantLoader, Updates};
 use iot_host::runner::{run_live, RunOptions};
 use iot_host::source::{KafkaSource, KafkaSourceConfig};
-use iot_host::store::{RedisStore, RedisStoreConfig};
+use iot_host::store::{detect_key_layout, RedisSink, RedisStoreConfig};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -78,7 +78,9 @@ async fn main() -> anyhow::Result<()> {
         });
     }
     let builds = setups.iter().map(|s| s.build.clone()).collect();
-    let mut engine = Engine::with_tenants(engine_config(&config), setups)?;
+    // One Redis or a Redis Cluster: the keys are laid out for what REDIS_URL points at.
+    let key_layout = detect_key_layout(&config.redis).await?;
+    let mut engine = Engine::with_tenants(engine_config(&config, key_layout), setups)?;
     // Hot swap: keep the watcher alive for the whole run.
     let (_watch, mut updates) = if config.watch {
         let (watch, updates) = watch_tenants(loaders, builds)?;
@@ -86,12 +88,15 @@ async fn main() -> anyhow::Result<()> {
     } else {
         (None, Updates::none())
     };
-    let mut store = RedisStore::connect(RedisStoreConfig {
-        url: config.redis.clone(),
-        key_prefix: config.key_prefix.clone(),
-        topic: config.readings_topic.clone(),
-        raw_retention: config.checked_raw_retention()?,
-    })
+    let mut store = RedisSink::connect(
+        RedisStoreConfig {
+            url: config.redis.clone(),
+            key_prefix: config.key_prefix.clone(),
+            topic: config.readings_topic.clone(),
+            raw_retention: config.checked_raw_retention()?,
+        },
+        key_layout,
+    )
     .await?;
     let mut publisher = KafkaPublisher::connect(&config.kafka, topic_names(&config))?;
     let mut source = KafkaSource::connect(KafkaSourceConfig {
@@ -102,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         instance_id: config.instance_id.clone(),
         session_timeout: config.session_timeout,
     })?;
-    tracing::info!(kafka = %config.kafka, group = %config.group, topic = %config.readings_topic, redis = %config.redis, "host running; Ctrl-C stops it");
+    tracing::info!(kafka = %config.kafka, group = %config.group, topic = %config.readings_topic, redis = %config.redis, redis_cluster = (key_layout == iot_protocol::series::KeyLayout::Cluster), "host running; Ctrl-C stops it");
     let options = RunOptions {
         max_batch: config.batch_size,
         max_in_flight: config.max_batches_in_flight,
@@ -189,7 +194,7 @@ async fn repartition(config: iot_host::repartition::RepartitionConfig) -> anyhow
     Ok(())
 }
 
-fn engine_config(config: &HostConfig) -> EngineConfig {
+fn engine_config(config: &HostConfig, key_layout: iot_protocol::series::KeyLayout) -> EngineConfig {
     EngineConfig {
         default_site: config.default_site.clone(),
         max_record_bytes: config.max_record_bytes,
@@ -198,6 +203,7 @@ fn engine_config(config: &HostConfig) -> EngineConfig {
             allowed_lateness_ms: config.allowed_lateness.as_millis() as i64,
         },
         key_prefix: config.key_prefix.clone(),
+        key_layout,
         input_topic: config.readings_topic.clone(),
         stamps: config.stamps,
     }

@@ -1,5 +1,7 @@
 //! RedisTimeSeries naming (SPEC §5): every series is `<prefix><site>:<sensor>:<kind>` with
-//! labels `site`, `sensor`, `kind` and `unit`.
+//! labels `site`, `sensor`, `kind` and `unit`. On a Redis Cluster the site is a hash tag,
+//! `<prefix>{<site>}:<sensor>:<kind>` ([`KeyLayout::Cluster`]), so that a site's series
+//! share one slot: its writes can be one transaction and `FILTER site=…` one shard's answer.
 
 use std::fmt;
 
@@ -68,9 +70,46 @@ impl SeriesName {
         }
     }
 
-    /// The Redis key: `<prefix><site>:<sensor>:<kind>`, e.g. `iot:s1:TH1:raw`.
+    /// The Redis key on a single Redis: `<prefix><site>:<sensor>:<kind>`, e.g. `iot:s1:TH1:raw`.
     pub fn key(&self, prefix: &str) -> String {
-        format!("{prefix}{}:{}:{}", self.site, self.sensor, self.kind)
+        self.key_in(prefix, KeyLayout::Single)
+    }
+
+    /// The Redis key in a layout: on a cluster `<prefix>{<site>}:<sensor>:<kind>`.
+    pub fn key_in(&self, prefix: &str, layout: KeyLayout) -> String {
+        match layout {
+            KeyLayout::Single => format!("{prefix}{}:{}:{}", self.site, self.sensor, self.kind),
+            KeyLayout::Cluster => {
+                format!("{prefix}{{{}}}:{}:{}", self.site, self.sensor, self.kind)
+            }
+        }
+    }
+}
+
+/// How keys are laid out: for one Redis, or for a Redis Cluster (hash tags that keep what
+/// is written together in one slot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyLayout {
+    #[default]
+    Single,
+    Cluster,
+}
+
+impl KeyLayout {
+    /// Where a partition's checkpoint (a hash) is; on a cluster its owner key shares the slot.
+    pub fn checkpoint_key(self, prefix: &str, topic: &str, partition: i32) -> String {
+        match self {
+            KeyLayout::Single => format!("{prefix}_checkpoint:{topic}:{partition}"),
+            KeyLayout::Cluster => format!("{prefix}_checkpoint:{{{topic}:{partition}}}"),
+        }
+    }
+
+    /// Where a partition's owner epoch is (the fencing of checkpoint writes).
+    pub fn owner_key(self, prefix: &str, topic: &str, partition: i32) -> String {
+        match self {
+            KeyLayout::Single => format!("{prefix}_owner:{topic}:{partition}"),
+            KeyLayout::Cluster => format!("{prefix}_owner:{{{topic}:{partition}}}"),
+        }
     }
 }
 
@@ -85,6 +124,20 @@ mod tests {
     fn series_keys_read_site_sensor_kind() {
         let name = SeriesName::new("s1", "TH1", Kind::AggDay);
         assert_eq!(name.key(DEFAULT_KEY_PREFIX), "iot:s1:TH1:AggDay");
+    }
+
+    #[test]
+    fn cluster_keys_tag_the_site_so_a_site_shares_one_slot() {
+        let name = SeriesName::new("s1", "TH1", Kind::AggDay);
+        assert_eq!(name.key_in("iot:", KeyLayout::Cluster), "iot:{s1}:TH1:AggDay");
+        assert_eq!(
+            KeyLayout::Cluster.checkpoint_key("iot:", "readings", 3),
+            "iot:_checkpoint:{readings:3}"
+        );
+        assert_eq!(
+            KeyLayout::Cluster.owner_key("iot:", "readings", 3),
+            "iot:_owner:{readings:3}"
+        );
     }
 
     #[test]

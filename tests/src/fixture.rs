@@ -13,12 +13,33 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use iot_host::store::RedisReader;
+use iot_protocol::series::KeyLayout;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
 pub const DEFAULT_KAFKA_BOOTSTRAP: &str = "127.0.0.1:19092";
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:16379";
+/// A node of the local Redis Cluster (`scripts/redis-cluster up`, its default ports).
+pub const DEFAULT_REDIS_CLUSTER_URL: &str = "redis://127.0.0.1:17001";
+
+/// Where a test's host writes: the local Redis, or the local 3-master Redis Cluster. Tests
+/// of the sink's guarantees run on both (a test matrix: one test body, one test per sink).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    Redis,
+    RedisCluster,
+}
+
+impl Sink {
+    pub fn key_layout(self) -> KeyLayout {
+        match self {
+            Sink::Redis => KeyLayout::Single,
+            Sink::RedisCluster => KeyLayout::Cluster,
+        }
+    }
+}
 
 /// Where the running services are.
 #[derive(Debug, Clone)]
@@ -68,6 +89,27 @@ pub fn services() -> &'static Services {
     })
 }
 
+/// The local Redis Cluster's URL (`REDIS_CLUSTER_URL`, else [`DEFAULT_REDIS_CLUSTER_URL`]),
+/// started with `scripts/redis-cluster up` (idempotent) once per test binary.
+pub fn redis_cluster_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let url = std::env::var("REDIS_CLUSTER_URL")
+            .unwrap_or_else(|_| DEFAULT_REDIS_CLUSTER_URL.to_owned());
+        let script = repo_root().join("scripts/redis-cluster");
+        let status = Command::new("bash")
+            .arg(&script)
+            .arg("up")
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            status.success(),
+            "`scripts/redis-cluster up` failed ({status}); its output above says what is missing"
+        );
+        url
+    })
+}
+
 /// Starts whatever of the local stack is not running (`scripts/stack up`, idempotent).
 pub fn start_stack() {
     let script = repo_root().join("scripts/stack");
@@ -109,7 +151,10 @@ fn redis_answers(url: &str) -> bool {
 /// Dropping it deletes the topics and every key under the prefix.
 pub struct TestScope {
     pub id: String,
+    /// Kafka, and the Redis of this scope's sink (`redis_url` is the cluster's for
+    /// [`Sink::RedisCluster`]).
     pub services: Services,
+    pub sink: Sink,
     topics: Vec<String>,
 }
 
@@ -130,8 +175,31 @@ impl TestScope {
         TestScope {
             id,
             services: services().clone(),
+            sink: Sink::Redis,
             topics: Vec::new(),
         }
+    }
+
+    /// A fresh scope whose host writes to `sink` (the cluster is started if it is not
+    /// running).
+    pub fn on(name: &str, sink: Sink) -> TestScope {
+        let mut scope = TestScope::new(name);
+        if sink == Sink::RedisCluster {
+            scope.services.redis_url = redis_cluster_url().to_owned();
+            scope.sink = sink;
+        }
+        scope
+    }
+
+    /// How the host lays out keys on this scope's Redis.
+    pub fn key_layout(&self) -> KeyLayout {
+        self.sink.key_layout()
+    }
+
+    /// Where a partition's checkpoint is, in this scope's layout.
+    pub fn checkpoint_key(&self, topic: &str, partition: i32) -> String {
+        self.key_layout()
+            .checkpoint_key(&self.key_prefix(), topic, partition)
     }
 
     /// The Redis key prefix of this test.
@@ -172,15 +240,16 @@ impl TestScope {
     /// Deletes every Redis key of this test now (the scope still deletes what is written
     /// later when dropped).
     pub async fn delete_keys(&self) {
-        let (url, prefix) = (self.services.redis_url.clone(), self.key_prefix());
-        tokio::task::spawn_blocking(move || delete_keys(&url, &prefix))
+        let (sink, url, prefix) = (self.sink, self.services.redis_url.clone(), self.key_prefix());
+        tokio::task::spawn_blocking(move || delete_sink_keys(sink, &url, &prefix))
             .await
             .expect("deleting the test's keys");
     }
 
-    pub async fn redis_conn(&self) -> redis::aio::MultiplexedConnection {
-        self.redis()
-            .get_multiplexed_async_connection()
+    /// A connection to this scope's Redis, one server or a cluster: commands on a key go
+    /// to its shard; `query_every_shard` asks them all.
+    pub async fn redis_conn(&self) -> RedisReader {
+        RedisReader::connect(&self.services.redis_url)
             .await
             .expect("Redis connection")
     }
@@ -202,10 +271,17 @@ impl Drop for TestScope {
             );
             return;
         }
-        delete_keys(&self.services.redis_url, &self.key_prefix());
+        delete_sink_keys(self.sink, &self.services.redis_url, &self.key_prefix());
         if !self.topics.is_empty() {
             delete_topics(&self.services.kafka_bootstrap, &self.topics);
         }
+    }
+}
+
+fn delete_sink_keys(sink: Sink, url: &str, prefix: &str) {
+    match sink {
+        Sink::Redis => delete_keys(url, prefix),
+        Sink::RedisCluster => delete_cluster_keys(url, prefix),
     }
 }
 
@@ -222,6 +298,23 @@ fn delete_keys(url: &str, prefix: &str) {
         .unwrap_or_default();
     for chunk in keys.chunks(500) {
         let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query(&mut conn);
+    }
+}
+
+/// KEYS asks every master of a cluster connection; DEL is split by slot.
+fn delete_cluster_keys(url: &str, prefix: &str) {
+    let Ok(client) = redis::cluster::ClusterClient::new(vec![url]) else {
+        return;
+    };
+    let Ok(mut conn) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query(&mut conn)
+        .unwrap_or_default();
+    for key in keys {
+        let _: Result<(), _> = redis::cmd("DEL").arg(&key).query(&mut conn);
     }
 }
 

@@ -12,7 +12,7 @@ use iot_host::plugin::{LoadedPlugin, PluginHost, PluginLimits};
 use iot_host::publish::{KafkaPublisher, TopicNames};
 use iot_host::runner::{run_observed, CommitObserver, RunOptions};
 use iot_host::source::{KafkaSource, KafkaSourceConfig};
-use iot_host::store::{RedisStore, RedisStoreConfig};
+use iot_host::store::{RedisSink, RedisStoreConfig};
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
@@ -82,6 +82,7 @@ pub fn engine_config(scope: &TestScope, topics: &SystemTopics) -> EngineConfig {
     EngineConfig {
         default_site: format!("{}-default", scope.id),
         key_prefix: scope.key_prefix(),
+        key_layout: scope.key_layout(),
         input_topic: topics.readings.clone(),
         lateness: LatenessPolicy::default(),
         ..EngineConfig::default()
@@ -196,12 +197,15 @@ async fn run_host_on<O: CommitObserver>(
         session_timeout: iot_host::source::DEFAULT_SESSION_TIMEOUT,
     })
     .expect("Kafka source");
-    let mut store = RedisStore::connect(RedisStoreConfig {
-        url: services.redis_url.clone(),
-        key_prefix: scope.key_prefix(),
-        topic: topics.readings.clone(),
-        raw_retention: None,
-    })
+    let mut store = RedisSink::connect(
+        RedisStoreConfig {
+            url: services.redis_url.clone(),
+            key_prefix: scope.key_prefix(),
+            topic: topics.readings.clone(),
+            raw_retention: None,
+        },
+        scope.key_layout(),
+    )
     .await
     .expect("Redis store");
     let mut publisher =

@@ -15,14 +15,13 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Redis's own CPU seconds (`INFO cpu`: used_cpu_user + used_cpu_sys).
-pub async fn redis_cpu_seconds(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .expect("INFO cpu");
-    info.lines()
+/// Redis's own CPU seconds (`INFO cpu`: used_cpu_user + used_cpu_sys), summed over the
+/// shards of a cluster.
+pub async fn redis_cpu_seconds(conn: &mut iot_host::store::RedisReader) -> f64 {
+    let infos = conn.info_every_shard("cpu").await.expect("INFO cpu");
+    infos
+        .iter()
+        .flat_map(|info| info.lines())
         .filter_map(|l| {
             l.strip_prefix("used_cpu_user:")
                 .or_else(|| l.strip_prefix("used_cpu_sys:"))

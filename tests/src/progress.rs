@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use iot_host::engine::checkpoint_format::{self, HEAD_FIELD};
 
-use crate::fixture::TestScope;
+use crate::fixture::{Sink, TestScope};
 use crate::live_host::LiveHost;
 use crate::load::Load;
 
@@ -21,8 +21,15 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The checkpoints of one input topic under one test's key prefix.
 pub struct Progress {
-    client: redis::Client,
+    redis: Asker,
     keys: Vec<String>,
+}
+
+/// How Progress reaches the scope's Redis: a new connection per question, so a question
+/// during an outage fails at once instead of waiting on a reconnecting connection.
+enum Asker {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
 }
 
 impl Progress {
@@ -30,10 +37,14 @@ impl Progress {
         let keys = (0..partitions)
             .map(|p| checkpoint_key(scope, topic, p))
             .collect();
-        Progress {
-            client: scope.redis(),
-            keys,
-        }
+        let redis = match scope.sink {
+            Sink::Redis => Asker::Single(scope.redis()),
+            Sink::RedisCluster => Asker::Cluster(
+                redis::cluster::ClusterClient::new(vec![scope.services.redis_url.as_str()])
+                    .expect("the cluster's URL is valid"),
+            ),
+        };
+        Progress { redis, keys }
     }
 
     /// Records made durable over all partitions: the sum of the checkpointed next offsets
@@ -47,18 +58,16 @@ impl Progress {
     /// Redis does not answer.
     pub async fn offsets(&self) -> Option<Vec<Option<i64>>> {
         let ask = async {
-            let mut conn = self.client.get_multiplexed_async_connection().await.ok()?;
-            let mut offsets = Vec::with_capacity(self.keys.len());
-            for key in &self.keys {
-                let bytes: Option<Vec<u8>> = redis::cmd("HGET")
-                    .arg(key)
-                    .arg(HEAD_FIELD)
-                    .query_async(&mut conn)
-                    .await
-                    .ok()?;
-                offsets.push(bytes.map(|b| checkpointed_offset(key, &b)));
+            match &self.redis {
+                Asker::Single(client) => {
+                    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+                    heads(&mut conn, &self.keys).await
+                }
+                Asker::Cluster(client) => {
+                    let mut conn = client.get_async_connection().await.ok()?;
+                    heads(&mut conn, &self.keys).await
+                }
             }
-            Some(offsets)
         };
         tokio::time::timeout(ASK_TIMEOUT, ask).await.ok()?
     }
@@ -164,7 +173,25 @@ impl Progress {
 
 /// Where the host keeps the checkpoint of `topic`'s `partition`.
 pub fn checkpoint_key(scope: &TestScope, topic: &str, partition: i32) -> String {
-    format!("{}_checkpoint:{topic}:{partition}", scope.key_prefix())
+    scope.checkpoint_key(topic, partition)
+}
+
+/// Each checkpoint's next offset (`None`: none yet); `None` if Redis does not answer.
+async fn heads<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    keys: &[String],
+) -> Option<Vec<Option<i64>>> {
+    let mut offsets = Vec::with_capacity(keys.len());
+    for key in keys {
+        let bytes: Option<Vec<u8>> = redis::cmd("HGET")
+            .arg(key)
+            .arg(HEAD_FIELD)
+            .query_async(conn)
+            .await
+            .ok()?;
+        offsets.push(bytes.map(|b| checkpointed_offset(key, &b)));
+    }
+    Some(offsets)
 }
 
 /// The next offset a stored checkpoint's head names: everything before it is durable.

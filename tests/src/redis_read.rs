@@ -7,7 +7,7 @@ use crate::oracle::SeriesValues;
 /// Every series under `prefix` as (site, sensor, kind) → values, read with TS.MRANGE by
 /// label after finding the keys. Only keys under the test's prefix are read.
 pub async fn all_series(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut iot_host::store::RedisReader,
     prefix: &str,
 ) -> BTreeMap<(String, String, String), SeriesValues> {
     let keys: Vec<String> = redis::cmd("KEYS")
@@ -36,7 +36,7 @@ pub async fn all_series(
 
 /// The labels of one series.
 pub async fn series_labels(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut iot_host::store::RedisReader,
     key: &str,
 ) -> BTreeMap<String, String> {
     let info: redis::Value = redis::cmd("TS.INFO")
@@ -58,7 +58,7 @@ pub async fn series_labels(
 }
 
 /// The duplicate policy of one series (lower case).
-pub async fn duplicate_policy(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> String {
+pub async fn duplicate_policy(conn: &mut iot_host::store::RedisReader, key: &str) -> String {
     let info: redis::Value = redis::cmd("TS.INFO")
         .arg(key)
         .query_async(conn)
@@ -74,7 +74,7 @@ pub async fn duplicate_policy(conn: &mut redis::aio::MultiplexedConnection, key:
 }
 
 /// All samples of one series.
-pub async fn range(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> SeriesValues {
+pub async fn range(conn: &mut iot_host::store::RedisReader, key: &str) -> SeriesValues {
     let rows: Vec<(i64, String)> = redis::cmd("TS.RANGE")
         .arg(key)
         .arg("-")

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use iot_host::engine::{Engine, EngineConfig, SourceRecord};
 use iot_host::pipeline::Pipeline;
-use iot_host::store::{RedisStore, RedisStoreConfig};
+use iot_host::store::{RedisClusterStore, RedisStore, RedisStoreConfig};
 
 use crate::fixture::TestScope;
 use crate::harness::reference_plugins;
@@ -20,6 +20,7 @@ pub const PARTITION: i32 = 0;
 pub fn engine_at_the_start(scope: &TestScope) -> Engine {
     let config = EngineConfig {
         key_prefix: scope.key_prefix(),
+        key_layout: scope.key_layout(),
         input_topic: TOPIC.into(),
         ..EngineConfig::default()
     };
@@ -48,12 +49,23 @@ pub fn th1_reading(offset: i64, site: &str, ts: &str, value: f64) -> SourceRecor
 
 /// A store on the test's Redis and key prefix, for [`TOPIC`]: one host's.
 pub async fn redis_store(scope: &TestScope) -> RedisStore {
-    RedisStore::connect(RedisStoreConfig {
+    RedisStore::connect(store_config(scope))
+        .await
+        .expect("Redis store")
+}
+
+/// A store on the test's Redis Cluster and key prefix, for [`TOPIC`]: one host's.
+pub async fn cluster_store(scope: &TestScope) -> RedisClusterStore {
+    RedisClusterStore::connect(store_config(scope))
+        .await
+        .expect("Redis Cluster store")
+}
+
+fn store_config(scope: &TestScope) -> RedisStoreConfig {
+    RedisStoreConfig {
         url: scope.services.redis_url.clone(),
         key_prefix: scope.key_prefix(),
         topic: TOPIC.into(),
         raw_retention: None,
-    })
-    .await
-    .expect("Redis store")
+    }
 }

@@ -19,7 +19,7 @@ const STEPS: [&str; 3] = [
     "2020-01-01T00:45:00Z",
 ];
 
-async fn stored_fields(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> StoredFields {
+async fn stored_fields(conn: &mut iot_host::store::RedisReader, key: &str) -> StoredFields {
     let fields: Vec<(String, Vec<u8>)> = redis::cmd("HGETALL")
         .arg(key)
         .query_async(conn)
@@ -177,6 +177,7 @@ async fn raw_series_get_the_raw_retention_and_every_other_kind_keeps_everything(
         new_series: defs.clone(),
         samples: vec![StoredSample {
             series: 0,
+            partition: 0,
             ts_ms: 1_577_837_700_000,
             value: 21.5,
         }],

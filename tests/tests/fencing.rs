@@ -4,10 +4,11 @@
 
 use iot_host::engine::{Effects, Engine};
 use iot_host::store::{RedisStore, Store, StoreError};
-use system_tests::fixture::TestScope;
+use iot_protocol::{Kind, SeriesName};
+use system_tests::fixture::{Sink, TestScope};
 use system_tests::redis_read;
 use system_tests::store_batches::{
-    engine_at_the_start, redis_store as store, th1_reading, PARTITION, TOPIC,
+    cluster_store, engine_at_the_start, redis_store as store, th1_reading, PARTITION, TOPIC,
 };
 
 /// 2020-01-01T00:15:00Z and 00:30, the first two 15-minute readings of a day.
@@ -158,4 +159,103 @@ async fn series_of_a_discarded_batch_are_created_before_a_later_batch_uses_them(
 /// A second store on the same Redis and prefix: another host of the group.
 async fn store_of_another_host(scope: &TestScope) -> RedisStore {
     store(scope).await
+}
+
+/// On a Redis Cluster a batch is not one transaction, so fencing is per site: once the new
+/// owner has written a site, the old owner can write nothing more to it, nor any checkpoint
+/// of the partition. (What an old owner writes before that is overwritten by the new
+/// owner's replay of the same records: see `store/cluster_store.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_host_that_lost_a_partition_cannot_overwrite_what_the_new_owner_wrote()
+{
+    let scope = TestScope::on("cluster_only_the_last_owner_writes", Sink::RedisCluster);
+    let raw_key = SeriesName::new("s1", "TH1", Kind::Raw)
+        .key_in(&scope.key_prefix(), scope.key_layout());
+    let checkpoint_key = scope.checkpoint_key(TOPIC, PARTITION);
+    let mut conn = scope.redis_conn().await;
+    let mut old_owner = cluster_store(&scope).await;
+    let mut new_owner = cluster_store(&scope).await;
+    assert!(old_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
+    assert!(new_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
+
+    new_owner
+        .commit(&batch_of_one_reading(&scope, 2.5))
+        .await
+        .expect("the owner's batch is written");
+    let late = old_owner.commit(&batch_of_one_reading(&scope, 1.5)).await;
+    assert_eq!(fenced_partitions(late), vec![PARTITION]);
+    let stored: Vec<f64> = redis_read::range(&mut conn, &raw_key)
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(stored, vec![2.5], "the fenced host overwrote the owner's value");
+    let head: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(&checkpoint_key)
+        .arg(iot_host::engine::checkpoint_format::HEAD_FIELD)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        head.map(|h| iot_host::engine::checkpoint_format::decode_next_offset(&h).unwrap()),
+        Some(1),
+        "the owner's checkpoint stands"
+    );
+
+    // The partition comes back to the first host: it resumes from the owner's checkpoint,
+    // writes the site, and from then on fences the other host in turn.
+    let resumed = old_owner.load_checkpoint(PARTITION).await.unwrap();
+    assert_eq!(resumed.map(|c| c.next_offset), Some(1));
+    let mut engine = engine_at_the_start(&scope);
+    let first = first_batch_of(&mut engine, 2.5);
+    old_owner.keep_series(&first.new_series);
+    old_owner
+        .commit(&next_batch_of(&mut engine, 4.5))
+        .await
+        .expect("the new owner's batch is written");
+    let stale = new_owner.commit(&batch_of_one_reading(&scope, 3.5)).await;
+    assert_eq!(fenced_partitions(stale), vec![PARTITION]);
+    let stored: Vec<f64> = redis_read::range(&mut conn, &raw_key)
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(stored, vec![2.5, 4.5], "the fenced host overwrote the owner's values");
+}
+
+/// A fenced host's batch on a site the new owner has not written yet may land (the new
+/// owner's replay rewrites it), but its checkpoint never does, and the series it creates
+/// are created with duplicate policy LAST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_fenced_batch_writes_no_checkpoint() {
+    let scope = TestScope::on("cluster_fenced_batch_no_checkpoint", Sink::RedisCluster);
+    let checkpoint_key = scope.checkpoint_key(TOPIC, PARTITION);
+    let raw_key = SeriesName::new("s1", "TH1", Kind::Raw)
+        .key_in(&scope.key_prefix(), scope.key_layout());
+    let mut conn = scope.redis_conn().await;
+    let mut old_owner = cluster_store(&scope).await;
+    let mut new_owner = cluster_store(&scope).await;
+    assert!(old_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
+    assert!(new_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
+
+    let late = old_owner.commit(&batch_of_one_reading(&scope, 1.5)).await;
+    assert_eq!(fenced_partitions(late), vec![PARTITION]);
+    let checkpoint_exists: bool = redis::cmd("EXISTS")
+        .arg(&checkpoint_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!checkpoint_exists, "the fenced batch wrote its checkpoint");
+
+    new_owner
+        .commit(&batch_of_one_reading(&scope, 1.5))
+        .await
+        .expect("the owner's replay of the same record is written");
+    assert_eq!(
+        redis_read::duplicate_policy(&mut conn, &raw_key).await,
+        "last"
+    );
+    let stored: Vec<f64> = redis_read::range(&mut conn, &raw_key)
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(stored, vec![1.5]);
 }

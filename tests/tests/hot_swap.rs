@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use iot_simulator::SimConfig;
-use system_tests::fixture::{fixture_plugin, other_language_plugin, plugin_dir, TestScope};
+use system_tests::fixture::{fixture_plugin, other_language_plugin, plugin_dir, Sink, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::{HostFiles, LiveHost, REFERENCE_PIPELINE};
 use system_tests::load::Load;
@@ -140,7 +140,7 @@ struct UnderLoad {
     /// Flags added to the host's (e.g. `--wasi deterministic`).
     host_args: Vec<&'static str>,
     host: Option<LiveHost>,
-    conn: redis::aio::MultiplexedConnection,
+    conn: iot_host::store::RedisReader,
     progress: Progress,
     load: Load,
     /// One run under load at a time: parallel runs on a small machine would starve each
@@ -156,10 +156,14 @@ impl UnderLoad {
     }
 
     async fn start_with(name: &str, host_args: &[&'static str]) -> UnderLoad {
+        UnderLoad::start_on(name, host_args, Sink::Redis).await
+    }
+
+    async fn start_on(name: &str, host_args: &[&'static str], sink: Sink) -> UnderLoad {
         let serial = ONE_AT_A_TIME.lock().await;
         // Build the fixture plugins now, not while the load runs.
         fixture_plugin("sum-marked-v1");
-        let mut scope = TestScope::new(name);
+        let mut scope = TestScope::on(name, sink);
         let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
         let files = HostFiles::reference(&scope);
         let log = std::env::temp_dir().join(format!("{}-host.log", scope.id));
@@ -305,7 +309,16 @@ async fn swap_with_the_same_state_version_carries_open_windows_over_under_load()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swap_with_a_new_state_version_finishes_open_windows_on_the_old_build_even_across_a_crash()
 {
-    let mut run = UnderLoad::start("swap_new_state").await;
+    swap_with_a_new_state_version_across_a_crash(Sink::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_swap_with_a_new_state_version_finishes_old_windows_across_a_crash() {
+    swap_with_a_new_state_version_across_a_crash(Sink::RedisCluster).await;
+}
+
+async fn swap_with_a_new_state_version_across_a_crash(sink: Sink) {
+    let mut run = UnderLoad::start_on("swap_new_state", &[], sink).await;
     run.files.deploy("sum", &fixture_plugin("sum-marked-v2"));
     run.wait_applied(1).await;
     // Crash while windows of the old build are still open: the restart must find that

@@ -13,7 +13,8 @@ use iot_host::live::LiveHub;
 use iot_host::pipeline::Pipeline;
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use system_tests::alarm_oracle;
-use system_tests::fixture::{repo_root, TestScope};
+use system_tests::fixture::{repo_root, Sink, TestScope};
+use system_tests::redis_read;
 use system_tests::harness::{produce, run_host_observed_on, SystemTopics};
 use system_tests::webdriver::{free_port, Browser};
 
@@ -272,4 +273,91 @@ fn the_vendored_chart_library_is_the_pinned_uplot_version_with_its_licence() {
     );
     let licence = std::fs::read_to_string(vendor.join("LICENSE")).unwrap();
     assert!(licence.contains("MIT License"), "{licence}");
+}
+
+/// The live page's queries on a Redis Cluster: the sites (`TS.QUERYINDEX`) and the alarms
+/// (`TS.MREVRANGE … FILTER`) are asked of every shard, a series (`TS.REVRANGE`) of the
+/// shard of its site's slot. Two sites, so their series are spread over the shards; every
+/// answer must equal what the cluster holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_the_live_pages_api_serves_every_sites_series_and_alarms() {
+    const SITES: u32 = 4;
+    let mut scope = TestScope::on("live_api_on_a_cluster", Sink::RedisCluster);
+    let topics = SystemTopics::create(&mut scope, 2).await;
+    let bootstrap = scope.services.kafka_bootstrap.clone();
+    let fleet = SimConfig {
+        sites: SITES,
+        seed: 5,
+        start_ms: RUN_START_MS,
+        days: Some(DAYS),
+        site_prefix: format!("{}-s", scope.id),
+    };
+    publish(
+        PublishConfig::fast(&bootstrap, &topics.readings, fleet),
+        Arc::new(AtomicBool::new(false)),
+    )
+    .await
+    .expect("simulator");
+    let pipeline = Arc::new(
+        Pipeline::parse(&alarm_oracle::reference_with_shipped_alarms()).expect("pipeline"),
+    );
+    let mut hub = LiveHub::new();
+    run_host_observed_on(&scope, &topics, 2000, &mut hub, pipeline).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let (url, prefix, sender) = (
+        scope.services.redis_url.clone(),
+        scope.key_prefix(),
+        hub.sender(),
+    );
+    tokio::spawn(async move { iot_host::live::server::serve(addr, &url, prefix, sender, None).await });
+
+    let mut conn = scope.redis_conn().await;
+    let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
+    let sites: Vec<String> = (1..=SITES).map(|n| format!("{}-s{n}", scope.id)).collect();
+    let get = |path: String| async move {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match tokio::task::spawn_blocking({
+                let url = format!("http://{addr}{path}");
+                move || ureq::get(&url).call().map(|mut r| r.body_mut().read_json::<serde_json::Value>())
+            })
+            .await
+            .unwrap()
+            {
+                Ok(Ok(json)) => return json,
+                other if std::time::Instant::now() > deadline => {
+                    panic!("GET {path} did not answer within a minute: {other:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+
+    let served: Vec<String> = serde_json::from_value(get("/api/sites".into()).await).unwrap();
+    let ours: Vec<&String> = served.iter().filter(|s| sites.contains(s)).collect();
+    assert_eq!(ours, sites.iter().collect::<Vec<_>>(), "every site, from every shard");
+
+    let mut alarms_served = 0;
+    for site in &sites {
+        let points: Vec<(i64, f64)> = serde_json::from_value(
+            get(format!("/api/series?site={site}&sensor=TH1&kind=raw")).await,
+        )
+        .unwrap();
+        let key = (site.clone(), "TH1".to_owned(), "raw".to_owned());
+        let expected: Vec<(i64, f64)> = stored[&key].iter().map(|(t, v)| (*t, *v)).collect();
+        let newest = &expected[expected.len().saturating_sub(points.len())..];
+        assert!(!points.is_empty(), "{site}'s TH1 series is served");
+        assert_eq!(points, newest, "{site}'s TH1 points are the stored ones");
+
+        let alarms: Vec<(i64, String, f64)> =
+            serde_json::from_value(get(format!("/api/alarms?site={site}")).await).unwrap();
+        let stored_alarms: usize = stored
+            .iter()
+            .filter(|((s, _, kind), _)| s == site && kind == "Alarm")
+            .map(|(_, values)| values.len())
+            .sum();
+        assert_eq!(alarms.len(), stored_alarms.min(200), "{site}'s alarms are served");
+        alarms_served += alarms.len();
+    }
+    assert!(alarms_served > 0, "the run raised alarms to serve");
 }

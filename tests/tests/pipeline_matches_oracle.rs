@@ -1,12 +1,13 @@
 //! A fast multi-site simulator run through real Kafka, the host and real RedisTimeSeries:
-//! every stored series equals the oracle, computed from what the topic really holds.
+//! every stored series equals the oracle, computed from what the topic really holds. On one
+//! Redis and on a 3-master Redis Cluster (the same test body).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
-use system_tests::fixture::TestScope;
+use system_tests::fixture::{Sink, TestScope};
 use system_tests::harness::{run_host_until_caught_up, SystemTopics};
 use system_tests::oracle::{self, SentReading};
 use system_tests::redis_read;
@@ -30,7 +31,16 @@ fn simulated_fleet(scope: &TestScope) -> SimConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stored_series_of_a_ten_day_two_site_run_equals_the_oracle() {
-    let mut scope = TestScope::new("every_stored_series_equals_the_oracle");
+    ten_day_two_site_run_equals_the_oracle(Sink::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_every_stored_series_of_a_ten_day_two_site_run_equals_the_oracle() {
+    ten_day_two_site_run_equals_the_oracle(Sink::RedisCluster).await;
+}
+
+async fn ten_day_two_site_run_equals_the_oracle(sink: Sink) {
+    let mut scope = TestScope::on("every_stored_series_equals_the_oracle", sink);
     let topics = SystemTopics::create(&mut scope, READINGS_PARTITIONS).await;
     let bootstrap = scope.services.kafka_bootstrap.clone();
 

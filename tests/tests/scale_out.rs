@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use iot_simulator::SimConfig;
 use rand::{Rng, SeedableRng};
-use system_tests::fixture::{plugin_dir, LocalService, TestScope};
+use system_tests::fixture::{plugin_dir, LocalService, Sink, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::load::Load;
@@ -153,8 +153,19 @@ async fn with_records(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_in_one_group_share_partitions_survive_kills_and_hand_over_on_ctrl_c() {
+    hosts_in_one_group(Sink::Redis).await;
+}
+
+/// The same on a 3-master Redis Cluster: the partitions' checkpoints and the sites' series
+/// are on different shards, and a killed host's partitions still end exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_hosts_in_one_group_survive_kills_and_hand_over_on_ctrl_c() {
+    hosts_in_one_group(Sink::RedisCluster).await;
+}
+
+async fn hosts_in_one_group(sink: Sink) {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut scope = TestScope::new("hosts_in_one_group");
+    let mut scope = TestScope::on("hosts_in_one_group", sink);
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let mut load = Load::start(&scope, &topics.readings, fleet(&scope), STEPS_PER_SECOND);

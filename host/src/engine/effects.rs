@@ -24,6 +24,9 @@ pub struct SeriesDef {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StoredSample {
     pub series: SeriesId,
+    /// The input partition whose records produced it (a cluster store fences each site's
+    /// writes with its partition's owner epoch). Fits beside `series`: no larger sample.
+    pub partition: i32,
     pub ts_ms: i64,
     pub value: f64,
 }

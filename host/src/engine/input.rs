@@ -86,6 +86,7 @@ impl Engine {
                 .input_series(site_name, site, reading.sensor, kind, &mut self.effects);
         self.effects.samples.push(StoredSample {
             series,
+            partition: site.partition,
             ts_ms: reading.ts_ms,
             value: reading.value,
         });

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use iot_protocol::series::KeyLayout;
 use iot_protocol::time::StampConvention;
 use iot_protocol::SeriesName;
 use serde_json::json;
@@ -57,6 +58,8 @@ pub struct EngineConfig {
     pub lateness: LatenessPolicy,
     /// Prefix of every Redis key the engine names.
     pub key_prefix: String,
+    /// How keys are laid out: one Redis, or a Redis Cluster (hash tags per site).
+    pub key_layout: KeyLayout,
     /// Name of the input topic, quoted in dead-letter records.
     pub input_topic: String,
     /// How the input topic's producers stamp readings (`--stamps`).
@@ -70,6 +73,7 @@ impl Default for EngineConfig {
             max_record_bytes: iot_protocol::record::DEFAULT_MAX_RECORD_BYTES,
             lateness: LatenessPolicy::default(),
             key_prefix: iot_protocol::series::DEFAULT_KEY_PREFIX.into(),
+            key_layout: KeyLayout::Single,
             input_topic: "readings".into(),
             stamps: StampConvention::default(),
         }
@@ -213,7 +217,7 @@ impl Engine {
         }
         effects.plugin_builds = archive(new_builds);
         Ok(Engine {
-            series: SeriesRegistry::new(config.key_prefix.clone()),
+            series: SeriesRegistry::new(config.key_prefix.clone(), config.key_layout),
             config,
             tenants,
             sites: HashMap::new(),

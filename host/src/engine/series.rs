@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use iot_protocol::series::KeyLayout;
 use iot_protocol::{Kind, Sensor, SeriesName};
 
 use super::effects::{Effects, SeriesDef, SeriesId};
@@ -12,14 +13,16 @@ use crate::pipeline::Output;
 
 pub struct SeriesRegistry {
     prefix: String,
+    layout: KeyLayout,
     keys: Vec<String>,
     ids: HashMap<SeriesName, SeriesId>,
 }
 
 impl SeriesRegistry {
-    pub fn new(prefix: String) -> SeriesRegistry {
+    pub fn new(prefix: String, layout: KeyLayout) -> SeriesRegistry {
         SeriesRegistry {
             prefix,
+            layout,
             keys: Vec::new(),
             ids: HashMap::new(),
         }
@@ -80,7 +83,7 @@ impl SeriesRegistry {
             return id;
         }
         let id = self.keys.len() as SeriesId;
-        let key = name.key(&self.prefix);
+        let key = name.key_in(&self.prefix, self.layout);
         self.keys.push(key.clone());
         self.ids.insert(name.clone(), id);
         effects.new_series.push(SeriesDef {

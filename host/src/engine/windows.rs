@@ -271,6 +271,7 @@ impl Engine {
             .output_series(site_name, site, output, spec, &mut self.effects);
         self.effects.samples.push(StoredSample {
             series,
+            partition: site.partition,
             ts_ms: self.config.stamps.output_ts(end),
             value,
         });
@@ -310,6 +311,7 @@ impl Engine {
                     .output_series(site_name, site, output, spec, &mut self.effects);
             self.effects.samples.push(StoredSample {
                 series,
+                partition: site.partition,
                 ts_ms: alarm.ts_ms,
                 value: alarm.value,
             });

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::commands::{self, CommandSender, CommandsConfig};
+use crate::store::RedisReader;
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
@@ -29,7 +30,8 @@ const HISTORY_ALARMS: usize = 200;
 
 #[derive(Clone)]
 struct AppState {
-    redis: redis::aio::ConnectionManager,
+    /// One Redis or a cluster: queries by label ask every shard.
+    redis: RedisReader,
     key_prefix: String,
     live: broadcast::Sender<String>,
     /// `None`: the page cannot send commands.
@@ -45,10 +47,9 @@ pub async fn serve(
     live: broadcast::Sender<String>,
     commands: Option<CommandsConfig>,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url).context("live page: bad Redis URL")?;
-    let redis = redis::aio::ConnectionManager::new(client)
+    let redis = RedisReader::connect(redis_url)
         .await
-        .context("live page: cannot reach Redis")?;
+        .context("live page: cannot read Redis")?;
     let sender = match &commands {
         Some(config) => {
             tokio::spawn(commands::forward_acks(config.clone(), live.clone()));
@@ -109,17 +110,17 @@ pub async fn serve(
 
 /// Sites that have raw series, from the series' labels.
 async fn sites(State(mut state): State<AppState>) -> Response {
-    let keys: redis::RedisResult<Vec<String>> = redis::cmd("TS.QUERYINDEX")
-        .arg("kind=raw")
-        .query_async(&mut state.redis)
-        .await;
+    let mut query = redis::cmd("TS.QUERYINDEX");
+    query.arg("kind=raw");
+    let keys: redis::RedisResult<Vec<String>> = state.redis.query_every_shard(query).await;
     match keys {
         Ok(keys) => {
+            // `<prefix><site>:…`, or `<prefix>{<site>}:…` on a cluster.
             let mut sites: Vec<String> = keys
                 .iter()
                 .filter_map(|k| k.strip_prefix(&state.key_prefix))
                 .filter_map(|rest| rest.split(':').next())
-                .map(str::to_owned)
+                .map(|site| site.trim_start_matches('{').trim_end_matches('}').to_owned())
                 .collect();
             sites.sort();
             sites.dedup();
@@ -150,7 +151,11 @@ async fn series(State(mut state): State<AppState>, Query(q): Query<SeriesQuery>)
         )
             .into_response();
     }
-    let key = format!("{}{}:{}:{}", state.key_prefix, q.site, q.sensor, q.kind);
+    let Some(kind) = iot_protocol::Kind::parse(&q.kind) else {
+        return (StatusCode::BAD_REQUEST, "kind is not a series kind").into_response();
+    };
+    let name = iot_protocol::SeriesName::new(&q.site, &q.sensor, kind);
+    let key = state.redis.series_key(&state.key_prefix, &name);
     let rows: redis::RedisResult<Vec<(i64, String)>> = redis::cmd("TS.REVRANGE")
         .arg(&key)
         .arg("-")
@@ -199,7 +204,8 @@ async fn alarms(State(mut state): State<AppState>, Query(q): Query<AlarmsQuery>)
         )
             .into_response();
     }
-    let reply: redis::RedisResult<Vec<MrangeSeries>> = redis::cmd("TS.MREVRANGE")
+    let mut query = redis::cmd("TS.MREVRANGE");
+    query
         .arg("-")
         .arg("+")
         .arg("COUNT")
@@ -207,9 +213,8 @@ async fn alarms(State(mut state): State<AppState>, Query(q): Query<AlarmsQuery>)
         .arg("WITHLABELS")
         .arg("FILTER")
         .arg(format!("site={}", q.site))
-        .arg("kind=Alarm")
-        .query_async(&mut state.redis)
-        .await;
+        .arg("kind=Alarm");
+    let reply: redis::RedisResult<Vec<MrangeSeries>> = state.redis.query_every_shard(query).await;
     match reply {
         Ok(series) => {
             let mut rows: Vec<(i64, String, f64)> = series
@@ -242,11 +247,9 @@ async fn command(
 ) -> Response {
     let mut redis = state.redis.clone();
     let site_known = |site: String| async move {
-        let keys: redis::RedisResult<Vec<String>> = redis::cmd("TS.QUERYINDEX")
-            .arg(format!("site={site}"))
-            .arg("kind=raw")
-            .query_async(&mut redis)
-            .await;
+        let mut query = redis::cmd("TS.QUERYINDEX");
+        query.arg(format!("site={site}")).arg("kind=raw");
+        let keys: redis::RedisResult<Vec<String>> = redis.query_every_shard(query).await;
         keys.map(|keys| !keys.is_empty())
             .map_err(|e| format!("Redis: {e}"))
     };

@@ -1,9 +1,22 @@
-//! Where samples and checkpoints become durable. The real store is [`RedisStore`]
-//! (RedisTimeSeries); the runner takes any [`Store`].
+//! Where samples and checkpoints become durable. The runner takes any [`Store`]; the real
+//! ones write RedisTimeSeries: [`RedisStore`] to one Redis, [`RedisClusterStore`] to a Redis
+//! Cluster, and [`RedisSink`] is whichever of the two `REDIS_URL` points at.
+//!
+//! Layout: `redis_store.rs` (one Redis: a batch is one MULTI/EXEC), `cluster_store.rs` and
+//! `cluster_scripts.rs` (a cluster: per-site scripts, then the checkpoints), `redis_common.rs`
+//! (retries, series settings), `sink.rs` (choosing one), `reader.rs` (reading either, for the live page and tests).
 
+mod cluster_scripts;
+mod cluster_store;
+mod redis_common;
+mod reader;
 mod redis_store;
+mod sink;
 
+pub use cluster_store::RedisClusterStore;
+pub use reader::RedisReader;
 pub use redis_store::{RedisStore, RedisStoreConfig};
+pub use sink::{detect_key_layout, RedisSink};
 
 use std::future::Future;
 

@@ -39,8 +39,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use iot_protocol::series::KeyLayout;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::redis_common::{
+    is_transient, labels, retention_ms, retry, retry_query, MAX_RETRY_DELAY,
+};
 use super::{Store, StoreError};
 use crate::engine::checkpoint_format::{
     self, site_field, CheckpointWrite, StoredFields, HEAD_FIELD,
@@ -56,11 +60,9 @@ const MADD_CHUNK: usize = 1000;
 /// checkpoints can take a second on a busy machine; the client's default (500 ms) would
 /// time it out and retry it forever. It does not bound a Redis that accepts connections
 /// but never answers (that is retried, and logged as an outage).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long connecting may take before the attempt counts as failed and is retried.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest wait between two retries while Redis is away.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+pub(super) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
@@ -136,18 +138,12 @@ impl RedisStore {
     }
 
     pub fn checkpoint_key(&self, partition: i32) -> String {
-        format!(
-            "{}_checkpoint:{}:{partition}",
-            self.config.key_prefix, self.config.topic
-        )
+        KeyLayout::Single.checkpoint_key(&self.config.key_prefix, &self.config.topic, partition)
     }
 
     /// Where a partition's owner epoch is (see "Fencing" above).
     pub fn owner_key(&self, partition: i32) -> String {
-        format!(
-            "{}_owner:{}:{partition}",
-            self.config.key_prefix, self.config.topic
-        )
+        KeyLayout::Single.owner_key(&self.config.key_prefix, &self.config.topic, partition)
     }
 
     pub fn plugin_build_key(&self, hash: &str) -> String {
@@ -163,11 +159,7 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for def in defs {
             let labels = labels(def);
-            // Only raw series expire; every other kind keeps its samples (RETENTION 0).
-            let retention_ms = match (def.name.kind, self.config.raw_retention) {
-                (iot_protocol::Kind::Raw, Some(retention)) => retention.as_millis() as u64,
-                _ => 0,
-            };
+            let retention_ms = retention_ms(def, self.config.raw_retention);
             for command in ["TS.CREATE", "TS.ALTER"] {
                 pipe.cmd(command)
                     .arg(&def.key)
@@ -520,85 +512,3 @@ fn check_madd_replies(replies: &[redis::Value]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn labels(def: &SeriesDef) -> Vec<&str> {
-    vec![
-        "site",
-        &def.name.site,
-        "sensor",
-        &def.name.sensor,
-        "kind",
-        def.name.kind.as_str(),
-        "unit",
-        &def.unit,
-    ]
-}
-
-fn is_transient(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        cause
-            .downcast_ref::<redis::RedisError>()
-            .is_some_and(is_transient_redis)
-    })
-}
-
-/// Errors that waiting cures: no connection, no answer in time, or a server that is
-/// starting (loading its data) or failing over.
-fn is_transient_redis(r: &redis::RedisError) -> bool {
-    use redis::{ErrorKind, ServerErrorKind};
-    r.is_io_error()
-        || r.is_connection_dropped()
-        || r.is_connection_refusal()
-        || r.is_timeout()
-        || matches!(
-            r.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-            )
-        )
-}
-
-async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, E>>,
-{
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match f().await {
-            Ok(v) => {
-                OUTAGE.succeeded();
-                return v;
-            }
-            Err(e) => {
-                OUTAGE.failed(&format_args!("cannot {what}: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
-            }
-        }
-    }
-}
-
-async fn retry_query<T: redis::FromRedisValue>(
-    what: &str,
-    conn: &mut ConnectionManager,
-    cmd: &redis::Cmd,
-) -> anyhow::Result<T> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match cmd.query_async::<T>(conn).await {
-            Ok(v) => {
-                OUTAGE.succeeded();
-                return Ok(v);
-            }
-            Err(e) if is_transient_redis(&e) => {
-                OUTAGE.failed(&format_args!("cannot {what}: {e}"));
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot {what}"))),
-        }
-    }
-}

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use system_tests::fixture::plugin_dir;
-use system_tests::fixture::{LocalService, TestScope};
+use system_tests::fixture::{LocalService, Sink, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::measure::{process_cpu_seconds, redis_cpu_seconds};
@@ -30,6 +30,7 @@ struct Args {
     days: u32,
     partitions: i32,
     hosts: Vec<usize>,
+    sinks: Vec<Sink>,
 }
 
 fn args() -> Args {
@@ -38,6 +39,7 @@ fn args() -> Args {
         days: 30,
         partitions: 6,
         hosts: vec![1, 2, 3],
+        sinks: vec![Sink::Redis],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,8 +54,18 @@ fn args() -> Args {
                     .map(|n| n.trim().parse().expect("--hosts 1,2,3"))
                     .collect()
             }
+            "--sinks" => {
+                args.sinks = value()
+                    .split(',')
+                    .map(|s| match s.trim() {
+                        "redis" => Sink::Redis,
+                        "cluster" => Sink::RedisCluster,
+                        other => panic!("--sinks redis,cluster, not {other}"),
+                    })
+                    .collect()
+            }
             "-h" | "--help" => {
-                println!("bench-hosts [--sites N] [--days N] [--partitions N] [--hosts 1,2,3]");
+                println!("bench-hosts [--sites N] [--days N] [--partitions N] [--hosts 1,2,3] [--sinks redis,cluster]");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}; see --help"),
@@ -63,6 +75,7 @@ fn args() -> Args {
 }
 
 struct Outcome {
+    sink: Sink,
     hosts: usize,
     backlog: i64,
     /// From the first reading published to the last acknowledged by Kafka.
@@ -96,8 +109,8 @@ async fn wait_for_split(members: &mut [LiveHost], partitions: i32) {
     }
 }
 
-async fn run(args: &Args, hosts: usize) -> Outcome {
-    let mut scope = TestScope::new("bench_hosts");
+async fn run(args: &Args, sink: Sink, hosts: usize) -> Outcome {
+    let mut scope = TestScope::on("bench_hosts", sink);
     let topics = SystemTopics::create(&mut scope, args.partitions).await;
     let fleet = SimConfig {
         sites: args.sites,
@@ -166,6 +179,7 @@ async fn run(args: &Args, hosts: usize) -> Outcome {
         let _ = std::fs::remove_file(log);
     }
     Outcome {
+        sink,
         hosts,
         backlog,
         published_secs,
@@ -181,16 +195,19 @@ async fn run(args: &Args, hosts: usize) -> Outcome {
 async fn main() {
     let args = args();
     let mut outcomes = Vec::new();
-    for &hosts in &args.hosts {
-        outcomes.push(run(&args, hosts).await);
+    for &sink in &args.sinks {
+        for &hosts in &args.hosts {
+            outcomes.push(run(&args, sink, hosts).await);
+        }
     }
     println!(
-        "| hosts | readings | published in s | first published → all durable, s | readings/s | CPU s: hosts, Redis, Kafka | partitions per host |"
+        "| Redis | hosts | readings | published in s | first published → all durable, s | readings/s | CPU s: hosts, Redis, Kafka | partitions per host |"
     );
-    println!("|---:|---:|---:|---:|---:|---|---|");
+    println!("|---|---:|---:|---:|---:|---:|---|---|");
     for o in &outcomes {
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.0} | {:.2}, {:.2}, {} | {:?} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.0} | {:.2}, {:.2}, {} | {:?} |",
+            sink_name(o.sink),
             o.hosts,
             o.backlog,
             o.published_secs,
@@ -206,11 +223,18 @@ async fn main() {
         println!(
             "{}",
             serde_json::json!({
-                "bench": "hosts", "hosts": o.hosts, "backlog": o.backlog, "seconds": o.seconds,
+                "bench": "hosts", "redis": sink_name(o.sink), "hosts": o.hosts, "backlog": o.backlog, "seconds": o.seconds,
                 "published_seconds": o.published_secs,
                 "readings_per_s": o.backlog as f64 / o.seconds, "host_cpu_s": o.host_cpu,
                 "redis_cpu_s": o.redis_cpu, "kafka_cpu_s": o.kafka_cpu, "split": o.split,
             })
         );
+    }
+}
+
+fn sink_name(sink: Sink) -> &'static str {
+    match sink {
+        Sink::Redis => "single",
+        Sink::RedisCluster => "cluster (3 masters)",
     }
 }

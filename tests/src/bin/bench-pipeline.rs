@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use iot_host::profile::{Breakdown, Stage};
 use iot_host::runner::{RunOptions, DEFAULT_MAX_IN_FLIGHT};
 use iot_simulator::{publish, Format, PublishConfig, SimConfig};
-use system_tests::fixture::{LocalService, TestScope};
+use system_tests::fixture::{LocalService, Sink, TestScope};
 use system_tests::harness::{engine_config, run_host_timed, SystemTopics};
 use system_tests::measure::{process_cpu_seconds, redis_cpu_seconds};
 use system_tests::repartition::StageProcess;
@@ -34,6 +34,8 @@ struct Args {
     format: Format,
     /// Publish to a topic of its own and pass it through `iot-host repartition` first.
     through_stage: bool,
+    /// Drain into the local Redis Cluster instead of the single Redis.
+    redis_cluster: bool,
 }
 
 fn args() -> Args {
@@ -45,6 +47,7 @@ fn args() -> Args {
         in_flight: DEFAULT_MAX_IN_FLIGHT,
         format: Format::Json,
         through_stage: false,
+        redis_cluster: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -63,9 +66,10 @@ fn args() -> Args {
                 }
             }
             "--through-stage" => args.through_stage = true,
+            "--redis-cluster" => args.redis_cluster = true,
             "-h" | "--help" => {
                 println!(
-                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N] [--format json|line] [--through-stage]"
+                    "bench-pipeline [--sites N] [--days N] [--partitions N] [--batch N] [--in-flight N] [--format json|line] [--through-stage] [--redis-cluster]"
                 );
                 std::process::exit(0);
             }
@@ -78,7 +82,12 @@ fn args() -> Args {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args = args();
-    let mut scope = TestScope::new("bench_pipeline");
+    let sink = if args.redis_cluster {
+        Sink::RedisCluster
+    } else {
+        Sink::Redis
+    };
+    let mut scope = TestScope::on("bench_pipeline", sink);
     let topics = SystemTopics::create(&mut scope, args.partitions).await;
     let fleet = SimConfig {
         sites: args.sites,
@@ -286,11 +295,28 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// Writes `samples` samples over 100 series with TS.MADD batches, pipelined like the host
-/// does, and returns samples/s.
+/// does, and returns samples/s. On a cluster the series are in 12 groups of one hash tag
+/// each (a TS.MADD may not span slots), spread over the shards and written all at once.
 async fn madd_ceiling(scope: &TestScope, samples: usize) -> f64 {
+    let groups: usize = match scope.sink {
+        Sink::Redis => 1,
+        Sink::RedisCluster => 12,
+    };
+    let started = Instant::now();
+    let written = futures_util::future::join_all(
+        (0..groups).map(|g| madd_group(scope, g, groups, samples / groups)),
+    )
+    .await;
+    written.iter().sum::<usize>() as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn madd_group(scope: &TestScope, group: usize, groups: usize, samples: usize) -> usize {
     let mut conn = scope.redis_conn().await;
-    let keys: Vec<String> = (0..100)
-        .map(|i| format!("{}madd-ceiling:{i}", scope.key_prefix()))
+    let keys: Vec<String> = (0..100 / groups)
+        .map(|i| match scope.sink {
+            Sink::Redis => format!("{}madd-ceiling:{i}", scope.key_prefix()),
+            Sink::RedisCluster => format!("{}madd-ceiling:{{g{group}}}:{i}", scope.key_prefix()),
+        })
         .collect();
     for key in &keys {
         let _: () = redis::cmd("TS.CREATE")
@@ -301,7 +327,6 @@ async fn madd_ceiling(scope: &TestScope, samples: usize) -> f64 {
             .await
             .expect("TS.CREATE");
     }
-    let started = Instant::now();
     let mut written = 0usize;
     let mut ts = 1_577_836_800_000i64;
     while written < samples {
@@ -319,5 +344,5 @@ async fn madd_ceiling(scope: &TestScope, samples: usize) -> f64 {
         }
         let _: () = pipe.query_async(&mut conn).await.expect("TS.MADD");
     }
-    written as f64 / started.elapsed().as_secs_f64()
+    written
 }

@@ -1,0 +1,111 @@
+//! What the single-Redis and the cluster store share: which errors waiting cures, retrying
+//! until Redis is back, and the settings every series is created with.
+
+use std::time::Duration;
+
+use crate::engine::SeriesDef;
+use crate::outage::REDIS as OUTAGE;
+
+/// Longest wait between two retries while Redis is away.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
+/// First wait after a failed attempt; doubled up to [`MAX_RETRY_DELAY`].
+pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+
+/// The labels of a series (SPEC §5).
+pub fn labels(def: &SeriesDef) -> Vec<&str> {
+    vec![
+        "site",
+        &def.name.site,
+        "sensor",
+        &def.name.sensor,
+        "kind",
+        def.name.kind.as_str(),
+        "unit",
+        &def.unit,
+    ]
+}
+
+/// RETENTION of a series in ms: only raw series expire; every other kind keeps its
+/// samples (0).
+pub fn retention_ms(def: &SeriesDef, raw_retention: Option<Duration>) -> u64 {
+    match (def.name.kind, raw_retention) {
+        (iot_protocol::Kind::Raw, Some(retention)) => retention.as_millis() as u64,
+        _ => 0,
+    }
+}
+
+pub fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<redis::RedisError>()
+            .is_some_and(is_transient_redis)
+    })
+}
+
+/// Errors that waiting cures: no connection, no answer in time, or a server that is
+/// starting (loading its data) or failing over, or a cluster whose slots are moving.
+pub fn is_transient_redis(r: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    r.is_io_error()
+        || r.is_connection_dropped()
+        || r.is_connection_refusal()
+        || r.is_timeout()
+        || r.is_cluster_error()
+        || matches!(
+            r.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+            )
+        )
+}
+
+/// Calls `f` until it succeeds, logging the outage once.
+pub async fn retry<T, E: std::fmt::Display, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut delay = FIRST_RETRY_DELAY;
+    loop {
+        match f().await {
+            Ok(v) => {
+                OUTAGE.succeeded();
+                return v;
+            }
+            Err(e) => {
+                OUTAGE.failed(&format_args!("cannot {what}: {e}"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+        }
+    }
+}
+
+/// Runs `cmd` until it succeeds or fails with an error waiting does not cure.
+pub async fn retry_query<T: redis::FromRedisValue, C: redis::aio::ConnectionLike>(
+    what: &str,
+    conn: &mut C,
+    cmd: &redis::Cmd,
+) -> anyhow::Result<T> {
+    let mut delay = FIRST_RETRY_DELAY;
+    loop {
+        match cmd.query_async::<T>(conn).await {
+            Ok(v) => {
+                OUTAGE.succeeded();
+                return Ok(v);
+            }
+            Err(e) if is_transient_redis(&e) => {
+                OUTAGE.failed(&format_args!("cannot {what}: {e}"));
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_RETRY_DELAY);
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot {what}"))),
+        }
+    }
+}
