@@ -196,6 +196,13 @@ impl TestScope {
         self.sink.key_layout()
     }
 
+    /// The key of a series, in this scope's layout (`kind` as its label value).
+    pub fn series_key(&self, site: &str, sensor: &str, kind: &str) -> String {
+        let kind = iot_protocol::Kind::parse(kind)
+            .unwrap_or_else(|| panic!("{kind:?} is not a series kind"));
+        iot_protocol::SeriesName::new(site, sensor, kind).key_in(&self.key_prefix(), self.key_layout())
+    }
+
     /// Where a partition's checkpoint is, in this scope's layout.
     pub fn checkpoint_key(&self, topic: &str, partition: i32) -> String {
         self.key_layout()

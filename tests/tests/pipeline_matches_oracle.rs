@@ -126,7 +126,7 @@ async fn ten_day_two_site_run_equals_the_oracle(sink: Sink) {
 
     // Every series carries its labels and keeps the last value per timestamp.
     for ((site, sensor, kind), _) in expected.series.iter().take(40) {
-        let key = format!("{}{site}:{sensor}:{kind}", scope.key_prefix());
+        let key = scope.series_key(site, sensor, kind);
         assert_eq!(
             redis_read::duplicate_policy(&mut conn, &key).await,
             "last",
@@ -156,7 +156,7 @@ async fn ten_day_two_site_run_equals_the_oracle(sink: Sink) {
         }
         for (ts, value) in values {
             expected_outputs += 1;
-            let key = format!("{}{site}:{sensor}:{kind}@{ts}", scope.key_prefix());
+            let key = format!("{}@{ts}", scope.series_key(site, sensor, kind));
             assert_eq!(
                 last_by_key.get(&key),
                 Some(value),
