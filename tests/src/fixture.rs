@@ -451,6 +451,40 @@ impl LocalService {
     }
 }
 
+/// Pauses (SIGSTOP) every server of a sink: the local Redis, or each node of the local
+/// Redis Cluster; continued when the returned guards drop.
+pub fn pause_sink(sink: Sink) -> Vec<Paused> {
+    match sink {
+        Sink::Redis => vec![LocalService::Redis.pause()],
+        Sink::RedisCluster => {
+            let pids = redis_cluster_node_pids();
+            assert!(!pids.is_empty(), "no node of the local Redis Cluster runs");
+            pids.into_iter()
+                .map(|pid| {
+                    signal(pid, "-STOP");
+                    Paused { pid }
+                })
+                .collect()
+        }
+    }
+}
+
+/// The pids of the local Redis Cluster's nodes (`scripts/redis-cluster`'s pid files).
+fn redis_cluster_node_pids() -> Vec<u32> {
+    let stack_dir = std::env::var_os("IOT_STACK_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".stack"));
+    let ports = std::env::var("REDIS_CLUSTER_PORTS").unwrap_or_else(|_| "17001 17002 17003".into());
+    ports
+        .split_whitespace()
+        .filter_map(|port| {
+            let file = stack_dir.join("redis-cluster").join(format!("{port}.pid"));
+            let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+            Path::new(&format!("/proc/{pid}")).exists().then_some(pid)
+        })
+        .collect()
+}
+
 /// A local service stopped with SIGSTOP: it keeps its connections but answers nothing, as
 /// a starved or stalled server would. Continued (SIGCONT) when dropped, also when the test
 /// panics, so the services of the tests after it keep working.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use iot_simulator::SimConfig;
 use rand::{Rng, SeedableRng};
-use system_tests::fixture::{plugin_dir, LocalService, Sink, TestScope};
+use system_tests::fixture::{pause_sink, plugin_dir, Sink, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::load::Load;
@@ -265,8 +265,18 @@ async fn wait_to_hold_all(host: &mut LiveHost, load: &mut Load, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it_lost() {
+    frozen_host_is_fenced(Sink::Redis).await;
+}
+
+/// On a cluster the fence is per site and per checkpoint (README, "Redis Cluster").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_host_frozen_past_its_session_timeout_cannot_spoil_what_it_lost() {
+    frozen_host_is_fenced(Sink::RedisCluster).await;
+}
+
+async fn frozen_host_is_fenced(sink: Sink) {
     let _serial = ONE_AT_A_TIME.lock().await;
-    let mut scope = TestScope::new("frozen_host_is_fenced");
+    let mut scope = TestScope::on("frozen_host_is_fenced", sink);
     let topics = SystemTopics::create(&mut scope, PARTITIONS).await;
     let progress = Progress::new(&scope, &topics.readings, PARTITIONS);
     let mut load = Load::start(&scope, &topics.readings, fleet(&scope), STEPS_PER_SECOND);
@@ -284,7 +294,7 @@ async fn a_host_frozen_past_its_session_timeout_writes_nothing_for_partitions_it
         .await;
 
     // Redis stalls until the zombie's in-flight slots are full; then the zombie freezes.
-    let stalled = LocalService::Redis.pause();
+    let stalled = pause_sink(sink);
     zombie
         .wait_for_log(DURABLE_SIDE_STALLED, 1, REBALANCE_DEADLINE)
         .await;
