@@ -1,6 +1,7 @@
 //! `scripts/redis-cluster`, as the README tells users to run it: it forms a 3-master Redis
 //! Cluster with TimeSeries on every shard, finds it running when asked again, reports it,
-//! and stops it leaving nothing behind. The cluster sink itself is not built yet (#13).
+//! and stops it leaving nothing behind. (The host on the cluster: the `on_a_redis_cluster_…`
+//! tests, which use the default ports through `fixture::redis_cluster_url`.)
 
 use std::process::{Command, Output};
 

@@ -209,18 +209,9 @@ impl RedisClusterStore {
         }
         let epoch = self.epoch_arg(batch.partition);
         let set_before = if self.fenced_sites.contains(&site) { "1" } else { "0" };
-        let mut chunks = batch.samples.chunks(SAMPLES_PER_SCRIPT).peekable();
-        if chunks.peek().is_none() {
-            // Only new series: still check the fence, so a fenced host creates nothing
-            // more than the series.
-            pipe.cmd("EVAL")
-                .arg(scripts::WRITE_SITE)
-                .arg(1)
-                .arg(fence)
-                .arg(epoch)
-                .arg(set_before);
-        }
-        for chunk in chunks {
+        // A site with only series to create (kept from a batch that was not written) gets no
+        // write: creating a series with our settings is harmless to any owner.
+        for chunk in batch.samples.chunks(SAMPLES_PER_SCRIPT) {
             let cmd = pipe.cmd("EVAL").arg(scripts::WRITE_SITE).arg(1 + chunk.len());
             cmd.arg(fence);
             for s in chunk {
@@ -301,15 +292,21 @@ impl RedisClusterStore {
         if !lost_sites.is_empty() {
             return Err(self.samples_lost(&lost_sites, &sites).await);
         }
-        // Round two: the checkpoints, once every sample is stored.
-        let checkpoint_replies = join_all(effects.checkpoints.iter().map(|write| {
+        // Round two: the checkpoints, once every sample is stored (none of a partition
+        // whose sites were fenced: its checkpoint must not move past what was refused).
+        let checkpoints: Vec<&CheckpointWrite> = effects
+            .checkpoints
+            .iter()
+            .filter(|write| !fenced.contains(&write.partition))
+            .collect();
+        let checkpoint_replies = join_all(checkpoints.iter().map(|write| {
             let mut conn = self.conn.clone();
             let cmd = self.checkpoint_cmd(write);
             async move { cmd.query_async::<redis::Value>(&mut conn).await }
         }))
         .await;
         let mut lost = Vec::new();
-        for (write, reply) in effects.checkpoints.iter().zip(checkpoint_replies) {
+        for (write, reply) in checkpoints.iter().zip(checkpoint_replies) {
             match Outcome::parse(&reply?)? {
                 Outcome::Written => {}
                 Outcome::Fenced => fenced.push(write.partition),
