@@ -107,7 +107,8 @@ pub struct Cli {
     /// Topic the devices acknowledge commands on; the live page shows them.
     #[arg(long, default_value = defaults::COMMAND_ACKS_TOPIC)]
     pub command_acks_topic: String,
-    /// Redis with the TimeSeries module.
+    /// Redis with the TimeSeries module, or any node of a Redis Cluster whose masters all
+    /// have it (keys are then laid out for the cluster: README, "Redis Cluster").
     #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS)]
     pub redis: String,
     /// Prefix of every Redis key the host writes.
