@@ -6,7 +6,8 @@
 //! - [`engine`]: per-site event-time day windows, lateness, emission, swaps; no I/O.
 //! - [`reload`]: watching plugin folders and pipeline files, building what changed off the
 //!   hot path.
-//! - [`source`], [`store`], [`publish`]: Kafka in, RedisTimeSeries and Kafka out.
+//! - [`source`], [`store`], [`publish`]: Kafka in, RedisTimeSeries (one Redis or a Redis
+//!   Cluster) and Kafka out.
 //! - [`repartition`]: the repartition stage (`iot-host repartition`), other producers'
 //!   partition layouts → readings keyed by site, exactly once.
 //! - [`outage`]: Kafka and Redis outages, logged once when they start and once when they end.
