@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn cluster_keys_tag_the_site_so_a_site_shares_one_slot() {
         let name = SeriesName::new("s1", "TH1", Kind::AggDay);
-        assert_eq!(name.key_in("iot:", KeyLayout::Cluster), "iot:{s1}:TH1:AggDay");
+        assert_eq!(
+            name.key_in("iot:", KeyLayout::Cluster),
+            "iot:{s1}:TH1:AggDay"
+        );
         assert_eq!(
             KeyLayout::Cluster.checkpoint_key("iot:", "readings", 3),
             "iot:_checkpoint:{readings:3}"

@@ -96,23 +96,19 @@ pub fn redis_cluster_url() -> &'static str {
     URL.get_or_init(|| {
         let url = std::env::var("REDIS_CLUSTER_URL")
             .unwrap_or_else(|_| DEFAULT_REDIS_CLUSTER_URL.to_owned());
-        let script = repo_root().join("scripts/redis-cluster");
-        let status = Command::new("bash")
-            .arg(&script)
-            .arg("up")
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            status.success(),
-            "`scripts/redis-cluster up` failed ({status}); its output above says what is missing"
-        );
+        run_up("redis-cluster");
         url
     })
 }
 
 /// Starts whatever of the local stack is not running (`scripts/stack up`, idempotent).
 pub fn start_stack() {
-    let script = repo_root().join("scripts/stack");
+    run_up("stack");
+}
+
+/// Runs `scripts/<name> up` (idempotent), failing the test if it fails.
+fn run_up(name: &str) {
+    let script = repo_root().join("scripts").join(name);
     let status = Command::new("bash")
         .arg(&script)
         .arg("up")
@@ -120,7 +116,7 @@ pub fn start_stack() {
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
     assert!(
         status.success(),
-        "`scripts/stack up` failed ({status}); its output above says what is missing"
+        "`scripts/{name} up` failed ({status}); its output above says what is missing"
     );
 }
 
@@ -200,7 +196,8 @@ impl TestScope {
     pub fn series_key(&self, site: &str, sensor: &str, kind: &str) -> String {
         let kind = iot_protocol::Kind::parse(kind)
             .unwrap_or_else(|| panic!("{kind:?} is not a series kind"));
-        iot_protocol::SeriesName::new(site, sensor, kind).key_in(&self.key_prefix(), self.key_layout())
+        iot_protocol::SeriesName::new(site, sensor, kind)
+            .key_in(&self.key_prefix(), self.key_layout())
     }
 
     /// Where a partition's checkpoint is, in this scope's layout.
@@ -247,7 +244,11 @@ impl TestScope {
     /// Deletes every Redis key of this test now (the scope still deletes what is written
     /// later when dropped).
     pub async fn delete_keys(&self) {
-        let (sink, url, prefix) = (self.sink, self.services.redis_url.clone(), self.key_prefix());
+        let (sink, url, prefix) = (
+            self.sink,
+            self.services.redis_url.clone(),
+            self.key_prefix(),
+        );
         tokio::task::spawn_blocking(move || delete_sink_keys(sink, &url, &prefix))
             .await
             .expect("deleting the test's keys");

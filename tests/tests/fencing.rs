@@ -169,14 +169,22 @@ async fn store_of_another_host(scope: &TestScope) -> RedisStore {
 async fn on_a_redis_cluster_a_host_that_lost_a_partition_cannot_overwrite_what_the_new_owner_wrote()
 {
     let scope = TestScope::on("cluster_only_the_last_owner_writes", Sink::RedisCluster);
-    let raw_key = SeriesName::new("s1", "TH1", Kind::Raw)
-        .key_in(&scope.key_prefix(), scope.key_layout());
+    let raw_key =
+        SeriesName::new("s1", "TH1", Kind::Raw).key_in(&scope.key_prefix(), scope.key_layout());
     let checkpoint_key = scope.checkpoint_key(TOPIC, PARTITION);
     let mut conn = scope.redis_conn().await;
     let mut old_owner = cluster_store(&scope).await;
     let mut new_owner = cluster_store(&scope).await;
-    assert!(old_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
-    assert!(new_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
+    assert!(old_owner
+        .load_checkpoint(PARTITION)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(new_owner
+        .load_checkpoint(PARTITION)
+        .await
+        .unwrap()
+        .is_none());
 
     new_owner
         .commit(&batch_of_one_reading(&scope, 2.5))
@@ -188,7 +196,11 @@ async fn on_a_redis_cluster_a_host_that_lost_a_partition_cannot_overwrite_what_t
         .await
         .into_values()
         .collect();
-    assert_eq!(stored, vec![2.5], "the fenced host overwrote the owner's value");
+    assert_eq!(
+        stored,
+        vec![2.5],
+        "the fenced host overwrote the owner's value"
+    );
     let head: Option<Vec<u8>> = redis::cmd("HGET")
         .arg(&checkpoint_key)
         .arg(iot_host::engine::checkpoint_format::HEAD_FIELD)
@@ -218,7 +230,11 @@ async fn on_a_redis_cluster_a_host_that_lost_a_partition_cannot_overwrite_what_t
         .await
         .into_values()
         .collect();
-    assert_eq!(stored, vec![2.5, 4.5], "the fenced host overwrote the owner's values");
+    assert_eq!(
+        stored,
+        vec![2.5, 4.5],
+        "the fenced host overwrote the owner's values"
+    );
 }
 
 /// A fenced host's batch on a site the new owner has not written yet may land (the new
@@ -228,13 +244,21 @@ async fn on_a_redis_cluster_a_host_that_lost_a_partition_cannot_overwrite_what_t
 async fn on_a_redis_cluster_a_fenced_batch_writes_no_checkpoint() {
     let scope = TestScope::on("cluster_fenced_batch_no_checkpoint", Sink::RedisCluster);
     let checkpoint_key = scope.checkpoint_key(TOPIC, PARTITION);
-    let raw_key = SeriesName::new("s1", "TH1", Kind::Raw)
-        .key_in(&scope.key_prefix(), scope.key_layout());
+    let raw_key =
+        SeriesName::new("s1", "TH1", Kind::Raw).key_in(&scope.key_prefix(), scope.key_layout());
     let mut conn = scope.redis_conn().await;
     let mut old_owner = cluster_store(&scope).await;
     let mut new_owner = cluster_store(&scope).await;
-    assert!(old_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
-    assert!(new_owner.load_checkpoint(PARTITION).await.unwrap().is_none());
+    assert!(old_owner
+        .load_checkpoint(PARTITION)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(new_owner
+        .load_checkpoint(PARTITION)
+        .await
+        .unwrap()
+        .is_none());
 
     let late = old_owner.commit(&batch_of_one_reading(&scope, 1.5)).await;
     assert_eq!(fenced_partitions(late), vec![PARTITION]);

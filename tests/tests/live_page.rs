@@ -14,8 +14,8 @@ use iot_host::pipeline::Pipeline;
 use iot_simulator::{publish, PublishConfig, SimConfig};
 use system_tests::alarm_oracle;
 use system_tests::fixture::{repo_root, Sink, TestScope};
-use system_tests::redis_read;
 use system_tests::harness::{produce, run_host_observed_on, SystemTopics};
+use system_tests::redis_read;
 use system_tests::webdriver::{free_port, Browser};
 
 const MINUTE_MS: i64 = 60_000;
@@ -309,7 +309,9 @@ async fn on_a_redis_cluster_the_live_pages_api_serves_every_sites_series_and_ala
         scope.key_prefix(),
         hub.sender(),
     );
-    tokio::spawn(async move { iot_host::live::server::serve(addr, &url, prefix, sender, None).await });
+    tokio::spawn(
+        async move { iot_host::live::server::serve(addr, &url, prefix, sender, None).await },
+    );
 
     let mut conn = scope.redis_conn().await;
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;
@@ -319,7 +321,11 @@ async fn on_a_redis_cluster_the_live_pages_api_serves_every_sites_series_and_ala
         loop {
             match tokio::task::spawn_blocking({
                 let url = format!("http://{addr}{path}");
-                move || ureq::get(&url).call().map(|mut r| r.body_mut().read_json::<serde_json::Value>())
+                move || {
+                    ureq::get(&url)
+                        .call()
+                        .map(|mut r| r.body_mut().read_json::<serde_json::Value>())
+                }
             })
             .await
             .unwrap()
@@ -335,7 +341,11 @@ async fn on_a_redis_cluster_the_live_pages_api_serves_every_sites_series_and_ala
 
     let served: Vec<String> = serde_json::from_value(get("/api/sites".into()).await).unwrap();
     let ours: Vec<&String> = served.iter().filter(|s| sites.contains(s)).collect();
-    assert_eq!(ours, sites.iter().collect::<Vec<_>>(), "every site, from every shard");
+    assert_eq!(
+        ours,
+        sites.iter().collect::<Vec<_>>(),
+        "every site, from every shard"
+    );
 
     let mut alarms_served = 0;
     for site in &sites {
@@ -356,7 +366,11 @@ async fn on_a_redis_cluster_the_live_pages_api_serves_every_sites_series_and_ala
             .filter(|((s, _, kind), _)| s == site && kind == "Alarm")
             .map(|(_, values)| values.len())
             .sum();
-        assert_eq!(alarms.len(), stored_alarms.min(200), "{site}'s alarms are served");
+        assert_eq!(
+            alarms.len(),
+            stored_alarms.min(200),
+            "{site}'s alarms are served"
+        );
         alarms_served += alarms.len();
     }
     assert!(alarms_served > 0, "the run raised alarms to serve");

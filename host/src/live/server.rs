@@ -120,7 +120,11 @@ async fn sites(State(mut state): State<AppState>) -> Response {
                 .iter()
                 .filter_map(|k| k.strip_prefix(&state.key_prefix))
                 .filter_map(|rest| rest.split(':').next())
-                .map(|site| site.trim_start_matches('{').trim_end_matches('}').to_owned())
+                .map(|site| {
+                    site.trim_start_matches('{')
+                        .trim_end_matches('}')
+                        .to_owned()
+                })
                 .collect();
             sites.sort();
             sites.dedup();

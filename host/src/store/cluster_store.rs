@@ -97,7 +97,10 @@ impl RedisClusterStore {
             .response_timeout(RESPONSE_TIMEOUT)
             .build()
             .with_context(|| format!("REDIS_URL {:?} is not a valid Redis URL", config.url))?;
-        let conn = retry("connect to the Redis Cluster", || client.get_async_connection()).await;
+        let conn = retry("connect to the Redis Cluster", || {
+            client.get_async_connection()
+        })
+        .await;
         let mut store = RedisClusterStore {
             conn,
             config,
@@ -115,8 +118,10 @@ impl RedisClusterStore {
 
     async fn check_timeseries(&mut self) -> anyhow::Result<()> {
         let probe = format!("{}_probe", self.config.key_prefix);
-        let reply: redis::RedisResult<redis::Value> =
-            redis::cmd("TS.INFO").arg(&probe).query_async(&mut self.conn).await;
+        let reply: redis::RedisResult<redis::Value> = redis::cmd("TS.INFO")
+            .arg(&probe)
+            .query_async(&mut self.conn)
+            .await;
         match reply {
             Err(e) if e.to_string().to_lowercase().contains("unknown command") => anyhow::bail!(
                 "the Redis Cluster at {} has no TimeSeries module (TS.INFO is an unknown \
@@ -145,7 +150,8 @@ impl RedisClusterStore {
         }
         self.fences
             .push(format!("{}_fence:{{{name}}}", self.config.key_prefix));
-        self.site_index.insert(name.to_owned(), self.fences.len() - 1);
+        self.site_index
+            .insert(name.to_owned(), self.fences.len() - 1);
         self.fences.len() - 1
     }
 
@@ -208,11 +214,18 @@ impl RedisClusterStore {
                 .ignore();
         }
         let epoch = self.epoch_arg(batch.partition);
-        let set_before = if self.fenced_sites.contains(&site) { "1" } else { "0" };
+        let set_before = if self.fenced_sites.contains(&site) {
+            "1"
+        } else {
+            "0"
+        };
         // A site with only series to create (kept from a batch that was not written) gets no
         // write: creating a series with our settings is harmless to any owner.
         for chunk in batch.samples.chunks(SAMPLES_PER_SCRIPT) {
-            let cmd = pipe.cmd("EVAL").arg(scripts::WRITE_SITE).arg(1 + chunk.len());
+            let cmd = pipe
+                .cmd("EVAL")
+                .arg(scripts::WRITE_SITE)
+                .arg(1 + chunk.len());
             cmd.arg(fence);
             for s in chunk {
                 cmd.arg(self.known(s.series).def.key.as_str());
@@ -258,12 +271,13 @@ impl RedisClusterStore {
         // Round one: every site's series and samples, and the plugin builds, at once.
         // A pipeline goes to the shard of its first key: every key of a site's pipeline is
         // in the site's slot.
-        let (site_ids, site_writes): (Vec<usize>, Vec<redis::Pipeline>) = Stage::Encode.time(|| {
-            sites
-                .iter()
-                .map(|(&site, batch)| (site, self.site_pipeline(site, batch)))
-                .unzip()
-        });
+        let (site_ids, site_writes): (Vec<usize>, Vec<redis::Pipeline>) =
+            Stage::Encode.time(|| {
+                sites
+                    .iter()
+                    .map(|(&site, batch)| (site, self.site_pipeline(site, batch)))
+                    .unzip()
+            });
         let site_replies = join_all(site_writes.into_iter().map(|pipe| {
             let mut conn = self.conn.clone();
             async move { pipe.query_async::<Vec<redis::Value>>(&mut conn).await }
@@ -271,7 +285,9 @@ impl RedisClusterStore {
         let builds = join_all(effects.plugin_builds.iter().map(|(hash, bytes)| {
             let mut conn = self.conn.clone();
             let mut cmd = redis::cmd("SET");
-            cmd.arg(self.plugin_build_key(hash)).arg(&bytes[..]).arg("NX");
+            cmd.arg(self.plugin_build_key(hash))
+                .arg(&bytes[..])
+                .arg("NX");
             async move { cmd.query_async::<redis::Value>(&mut conn).await }
         }));
         let (site_replies, builds) = tokio::join!(site_replies, builds);
@@ -326,8 +342,12 @@ impl RedisClusterStore {
             return Err(StoreError::Fenced { partitions: fenced }.into());
         }
         self.to_create.clear();
-        self.fenced_sites
-            .extend(sites.iter().filter(|(_, b)| b.partition.is_some()).map(|(&s, _)| s));
+        self.fenced_sites.extend(
+            sites
+                .iter()
+                .filter(|(_, b)| b.partition.is_some())
+                .map(|(&s, _)| s),
+        );
         for write in &effects.checkpoints {
             self.written
                 .insert(write.partition, (write.next_offset, write.head.clone()));
@@ -356,14 +376,20 @@ impl RedisClusterStore {
                 .arg(self.checkpoint_key(p))
                 .arg(self.epoch_arg(Some(p)));
             if let Err(e) = cmd.query_async::<redis::Value>(&mut self.conn).await {
-                return anyhow::Error::new(e).context("deleting the checkpoint of a lost partition");
+                return anyhow::Error::new(e)
+                    .context("deleting the checkpoint of a lost partition");
             }
         }
         // Every series on that shard is gone: create every known series again.
         for s in lost_sites {
             self.fenced_sites.remove(s);
         }
-        self.to_create = self.series.iter().flatten().map(|k| k.def.clone()).collect();
+        self.to_create = self
+            .series
+            .iter()
+            .flatten()
+            .map(|k| k.def.clone())
+            .collect();
         let lost = partitions
             .into_iter()
             .map(|p| (p, self.written.remove(&p).map_or(-1, |(o, _)| o), None))
@@ -400,7 +426,9 @@ impl Store for RedisClusterStore {
         }
         StoredFields::new(fields)
             .decode(partition)
-            .with_context(|| format!("checkpoint {key} is not readable; delete it to start that partition over"))
+            .with_context(|| {
+                format!("checkpoint {key} is not readable; delete it to start that partition over")
+            })
     }
 
     async fn load_plugin_build(&mut self, hash: &str) -> anyhow::Result<Option<Vec<u8>>> {

@@ -8,8 +8,8 @@
 
 mod cluster_scripts;
 mod cluster_store;
-mod redis_common;
 mod reader;
+mod redis_common;
 mod redis_store;
 mod sink;
 

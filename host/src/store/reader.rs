@@ -81,8 +81,7 @@ impl RedisReader {
         match self {
             RedisReader::Single(conn) => Ok(vec![cmd.query_async(conn).await?]),
             RedisReader::Cluster(conn) => {
-                let routing =
-                    RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
                 match conn.route_command(cmd, routing).await? {
                     redis::Value::Map(per_node) => per_node
                         .into_iter()

@@ -511,4 +511,3 @@ fn check_madd_replies(replies: &[redis::Value]) -> anyhow::Result<()> {
     }
     Ok(())
 }
-

@@ -21,9 +21,7 @@ pub async fn detect_key_layout(url: &str) -> anyhow::Result<KeyLayout> {
             .await
     })
     .await;
-    let cluster = info
-        .lines()
-        .any(|line| line.trim() == "cluster_enabled:1");
+    let cluster = info.lines().any(|line| line.trim() == "cluster_enabled:1");
     Ok(if cluster {
         KeyLayout::Cluster
     } else {
