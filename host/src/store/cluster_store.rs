@@ -44,8 +44,9 @@ use iot_protocol::series::KeyLayout;
 use redis::cluster_async::ClusterConnection;
 
 use super::cluster_scripts::{self as scripts, Outcome};
-use super::redis_common::{is_transient, labels, retention_ms, retry, retry_query};
-use super::redis_store::{CONNECTION_TIMEOUT, RESPONSE_TIMEOUT};
+use super::redis_common::{
+    is_transient, labels, retention_ms, retry, retry_query, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT,
+};
 use super::{RedisStoreConfig, Store, StoreError};
 use crate::engine::checkpoint_format::{CheckpointWrite, StoredFields, HEAD_FIELD};
 use crate::engine::{Effects, PartitionCheckpoint, SeriesDef, StoredSample};

@@ -9,6 +9,7 @@ use iot_protocol::SeriesName;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 
 use super::detect_key_layout;
+use super::redis_common::{CONNECTION_TIMEOUT, READ_RESPONSE_TIMEOUT};
 
 /// A connection for reading, to one Redis or to a cluster.
 #[derive(Clone)]
@@ -24,13 +25,19 @@ impl RedisReader {
             KeyLayout::Single => {
                 let client = redis::Client::open(url)
                     .with_context(|| format!("REDIS_URL {url:?} is not a valid Redis URL"))?;
-                let conn = redis::aio::ConnectionManager::new(client)
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(READ_RESPONSE_TIMEOUT))
+                    .set_connection_timeout(Some(CONNECTION_TIMEOUT));
+                let conn = redis::aio::ConnectionManager::new_with_config(client, config)
                     .await
                     .with_context(|| format!("cannot reach Redis at {url}"))?;
                 Ok(RedisReader::Single(conn))
             }
             KeyLayout::Cluster => {
-                let client = redis::cluster::ClusterClient::new(vec![url])
+                let client = redis::cluster::ClusterClientBuilder::new(vec![url])
+                    .connection_timeout(CONNECTION_TIMEOUT)
+                    .response_timeout(READ_RESPONSE_TIMEOUT)
+                    .build()
                     .with_context(|| format!("REDIS_URL {url:?} is not a valid Redis URL"))?;
                 let conn = client
                     .get_async_connection()

@@ -11,6 +11,19 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(2);
 /// First wait after a failed attempt; doubled up to [`MAX_RETRY_DELAY`].
 pub const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// How long one reply may take. A batch's transaction of thousands of samples and its
+/// checkpoints can take a second on a busy machine; the client's default (500 ms) would
+/// time it out and retry it forever. It does not bound a Redis that accepts connections
+/// but never answers (that is retried, and logged as an outage).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take before the attempt counts as failed and is retried.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a reader (the live page, the tests) waits for one reply. The client's default
+/// (500 ms) fails a `TS.RANGE` of a long series on a machine whose cores are busy, which is
+/// an error to the page and a failed test, not a slow answer. A reader does not retry, so
+/// this is also how long a page request can hang on a Redis that never answers.
+pub const READ_RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The labels of a series (SPEC §5).
 pub fn labels(def: &SeriesDef) -> Vec<&str> {
     vec![

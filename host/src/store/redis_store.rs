@@ -43,7 +43,8 @@ use iot_protocol::series::KeyLayout;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::redis_common::{
-    is_transient, labels, retention_ms, retry, retry_query, MAX_RETRY_DELAY,
+    is_transient, labels, retention_ms, retry, retry_query, CONNECTION_TIMEOUT, MAX_RETRY_DELAY,
+    RESPONSE_TIMEOUT,
 };
 use super::{Store, StoreError};
 use crate::engine::checkpoint_format::{
@@ -56,13 +57,6 @@ use crate::profile::Stage;
 /// TS.MADD arguments per command: large enough to amortise the round trip, small enough to
 /// keep Redis responsive to other clients.
 const MADD_CHUNK: usize = 1000;
-/// How long one reply may take. A batch's transaction of thousands of samples and its
-/// checkpoints can take a second on a busy machine; the client's default (500 ms) would
-/// time it out and retry it forever. It does not bound a Redis that accepts connections
-/// but never answers (that is retried, and logged as an outage).
-pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long connecting may take before the attempt counts as failed and is retried.
-pub(super) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
