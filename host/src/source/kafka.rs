@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use anyhow::Context as _;
+use futures_util::StreamExt as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -176,8 +177,22 @@ pub struct KafkaSource {
     /// Records handed back by the runner ([`Source::recycle`]): the next records are copied
     /// into their buffers, so reading allocates nothing per record once they are warm.
     spare: Vec<SourceRecord>,
+    /// Emptied batches handed back, whose allocations the next batches reuse.
+    spare_batches: Vec<Vec<SourceRecord>>,
 }
 
+/// How a [`KafkaSource::fill`] ended.
+enum Fill {
+    /// The batch holds `max` records.
+    Full,
+    /// The batch's linger ran out (or the client reported an error, logged).
+    Lingered,
+    /// The client says this partition is read to its end.
+    EndOf(i32),
+}
+
+/// Emptied batches kept for reuse at most (the runner has a few in flight).
+const MAX_SPARE_BATCHES: usize = 2;
 /// Records kept for reuse at most: a few batches' worth (each holds its buffers).
 const MAX_SPARE_RECORDS: usize = 20_000;
 /// A record whose buffers grew past this (a rare large record) is not kept for reuse, so
@@ -199,6 +214,7 @@ impl KafkaSource {
             rewound: HashMap::new(),
             batch: Vec::new(),
             spare: Vec::new(),
+            spare_batches: Vec::new(),
         })
     }
 
@@ -291,6 +307,37 @@ impl KafkaSource {
         }
         self.at_end.insert(partition);
         true
+    }
+
+    /// Adds what the client has to the batch, up to `max` records, waiting for more until
+    /// `deadline`. One message stream serves the whole fill: making one per record
+    /// registered and removed a waker under a lock every time.
+    async fn fill(&mut self, max: usize, deadline: tokio::time::Instant) -> Fill {
+        let mut stream = self.consumer.stream();
+        while self.batch.len() < max {
+            if self.batch.len().is_multiple_of(YIELD_EVERY) {
+                // The client hands over prefetched records without ever making the task
+                // wait: let the rest of the host (the durable side shares this task) run.
+                tokio::task::yield_now().await;
+            }
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => return Fill::Lingered,
+                Ok(None) => unreachable!("a Kafka message stream never ends"),
+                Ok(Some(Ok(message))) => push(
+                    &mut self.at_end,
+                    &mut self.rewound,
+                    &mut self.batch,
+                    &mut self.spare,
+                    &message,
+                ),
+                Ok(Some(Err(KafkaError::PartitionEOF(p)))) => return Fill::EndOf(p),
+                Ok(Some(Err(e))) => {
+                    report_client_error(&e, "consumer");
+                    return Fill::Lingered;
+                }
+            }
+        }
+        Fill::Full
     }
 
     /// The client's position in a partition (the next offset it will hand over), if known.
@@ -520,34 +567,22 @@ impl Source for KafkaSource {
         }
         let deadline = tokio::time::Instant::now() + self.config.batch_linger;
         while self.batch.len() < max {
-            if self.batch.len().is_multiple_of(YIELD_EVERY) {
-                // The client hands over prefetched records without ever making the task
-                // wait: let the rest of the host (the durable side shares this task) run.
-                tokio::task::yield_now().await;
-            }
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
-                Err(_) => break,
-                Ok(Ok(message)) => push(
-                    &mut self.at_end,
-                    &mut self.rewound,
-                    &mut self.batch,
-                    &mut self.spare,
-                    &message,
-                ),
-                Ok(Err(KafkaError::PartitionEOF(p))) => {
+            match self.fill(max, deadline).await {
+                Fill::Full | Fill::Lingered => break,
+                Fill::EndOf(p) => {
                     if self.reached_end(p) && self.caught_up() {
                         break;
                     }
-                }
-                Ok(Err(e)) => {
-                    report_client_error(&e, "consumer");
-                    break;
                 }
             }
         }
         // The next batch starts at full size: growing a Vec of thousands of records by
         // doubling copied each batch about twice over.
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(max));
+        let next = self
+            .spare_batches
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(max));
+        let batch = std::mem::replace(&mut self.batch, next);
         self.caught_up_said = false;
         Ok(SourceEvent::Records(batch))
     }
@@ -557,8 +592,14 @@ impl Source for KafkaSource {
         let small = |r: &SourceRecord| {
             r.payload.capacity() + r.key.as_ref().map_or(0, Vec::capacity) <= MAX_SPARE_BUFFER_BYTES
         };
+        let mut records = records;
         self.spare
-            .extend(records.into_iter().filter(small).take(room));
+            .extend(records.drain(..).filter(small).take(room));
+        if self.spare_batches.len() < MAX_SPARE_BATCHES {
+            // Its allocation is the next batch's: a fresh one of thousands of records is
+            // new pages for the kernel to fault in and zero, every batch.
+            self.spare_batches.push(records);
+        }
     }
 
     async fn commit(&mut self, next_offsets: &[(i32, i64)]) -> anyhow::Result<()> {
