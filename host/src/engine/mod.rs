@@ -49,6 +49,12 @@ use series::SeriesRegistry;
 use site::SiteState;
 use tenant::{OutputRemap, TenantState, VersionId};
 
+/// A map looked up per reading. Its hasher (foldhash) is seeded per map like std's but is
+/// not built to resist collision attacks; the keys are site and series names, which an
+/// attacker able to publish readings could also flood in other ways (SPEC's bad-input
+/// limits bound a record, not how many sites there are).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// How the engine reads input and names what it writes.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -153,8 +159,9 @@ pub const SPLIT_SITE: &str = "split-site";
 pub struct Engine {
     config: EngineConfig,
     tenants: Vec<TenantState>,
-    sites: HashMap<String, SiteState>,
-    partitions: HashMap<i32, PartitionState>,
+    /// Looked up per reading: a fast hasher (see [`FastMap`]).
+    sites: FastMap<String, SiteState>,
+    partitions: FastMap<i32, PartitionState>,
     series: SeriesRegistry,
     effects: Effects,
     stats: Stats,
@@ -220,8 +227,8 @@ impl Engine {
             series: SeriesRegistry::new(config.key_prefix.clone(), config.key_layout),
             config,
             tenants,
-            sites: HashMap::new(),
-            partitions: HashMap::new(),
+            sites: FastMap::default(),
+            partitions: FastMap::default(),
             effects,
             stats: Stats::default(),
             derived_samples: Vec::new(),

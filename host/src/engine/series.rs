@@ -2,8 +2,6 @@
 //! store. Each series is announced once in [`Effects::new_series`] so the store creates it
 //! (duplicate policy LAST) before its first sample.
 
-use std::collections::HashMap;
-
 use iot_protocol::series::KeyLayout;
 use iot_protocol::{Kind, Sensor, SeriesName};
 
@@ -15,7 +13,7 @@ pub struct SeriesRegistry {
     prefix: String,
     layout: KeyLayout,
     keys: Vec<String>,
-    ids: HashMap<SeriesName, SeriesId>,
+    ids: super::FastMap<SeriesName, SeriesId>,
 }
 
 impl SeriesRegistry {
@@ -24,7 +22,7 @@ impl SeriesRegistry {
             prefix,
             layout,
             keys: Vec::new(),
-            ids: HashMap::new(),
+            ids: super::FastMap::default(),
         }
     }
 
