@@ -84,6 +84,10 @@ pub struct Metrics {
     /// Records between the host's position and the end of the partition (from the Kafka
     /// client's statistics, every second).
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    /// 1 for each partition of the readings topic the group gave this host and has not
+    /// taken back; a revoked partition loses its gauge. Summed over the hosts of a group,
+    /// each partition should be 1.
+    pub partition_owned: Family<PartitionLabels, Gauge>,
     /// Readings by what the engine did with them: `on_time`, `late_accepted`,
     /// `late_rejected`, `dead_letter`, `skipped_replayed`, `skipped_fenced`.
     pub readings: Family<OutcomeLabels, Counter>,
@@ -128,6 +132,7 @@ impl Metrics {
             registry: Registry::with_prefix("iot"),
             records_read: Family::default(),
             consumer_lag: Family::default(),
+            partition_owned: Family::default(),
             readings: Family::default(),
             dead_letters: Family::default(),
             outputs_emitted: Counter::default(),
@@ -158,6 +163,11 @@ impl Metrics {
             "consumer_lag",
             "Records not read yet, per partition",
             m.consumer_lag.clone(),
+        );
+        r.register(
+            "partition_owned",
+            "1 for each partition of the readings topic this host holds",
+            m.partition_owned.clone(),
         );
         r.register("readings", "Readings by outcome", m.readings.clone());
         r.register(

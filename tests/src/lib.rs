@@ -11,6 +11,7 @@
 //! - [`repartition`]: the repartition stage as a process a test can kill.
 //! - [`progress`]: how many records a host under test made durable, and waits for more.
 //! - [`webdriver`]: headless Chromium for the live page's browser test.
+//! - [`metrics_scrape`]: a live host's `/metrics` read as numbers.
 //! - [`prometheus`]: a Prometheus server scraping a test's host, for the metrics dashboard.
 //! - [`redis_read`]: reading stored series back by label.
 
@@ -20,6 +21,7 @@ pub mod harness;
 pub mod live_host;
 pub mod load;
 pub mod measure;
+pub mod metrics_scrape;
 pub mod oracle;
 pub mod progress;
 pub mod prometheus;

@@ -73,6 +73,8 @@ impl Drop for HostFiles {
 pub struct LiveHost {
     child: Child,
     pub log: PathBuf,
+    /// `http://<addr>` when started with `--http <addr>` (not `off`).
+    http: Option<String>,
 }
 
 impl LiveHost {
@@ -119,10 +121,23 @@ impl LiveHost {
             .stderr(log_file)
             .spawn()
             .expect("the host binary starts");
+        let http = args
+            .windows(2)
+            .rev()
+            .find(|pair| pair[0] == "--http")
+            .map(|pair| pair[1])
+            .filter(|addr| *addr != "off")
+            .map(|addr| format!("http://{addr}"));
         LiveHost {
             child,
             log: log.to_owned(),
+            http,
         }
+    }
+
+    /// The host's metrics now, if it was started with `--http` and answers.
+    pub fn metrics(&self) -> Option<crate::metrics_scrape::Samples> {
+        crate::metrics_scrape::scrape(self.http.as_deref()?)
     }
 
     /// The partitions the host holds now, by its log (`partitions assigned` after the last

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use system_tests::fixture::{plugin_dir, repo_root, TestScope};
 use system_tests::harness::{produce, SystemTopics};
 use system_tests::live_host::LiveHost;
+use system_tests::metrics_scrape::{partitions_at, scrape, scrape_text, total, Samples};
 use system_tests::prometheus::Prometheus;
 use system_tests::topic::read_all;
 use system_tests::webdriver::free_port;
@@ -33,48 +34,13 @@ fn reading(site: &str, step: i64) -> String {
     )
 }
 
-fn scrape_text(base: &str) -> Option<String> {
-    ureq::get(&format!("{base}/metrics"))
-        .call()
-        .ok()?
-        .body_mut()
-        .read_to_string()
-        .ok()
-}
-
-/// The scraped samples, `name{labels}` → value.
-fn scrape(base: &str) -> Option<BTreeMap<String, f64>> {
-    let text = scrape_text(base)?;
-    Some(
-        text.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                Some((name.to_owned(), value.parse().ok()?))
-            })
-            .collect(),
-    )
-}
-
-/// The sum of the samples whose name starts with `family` and whose labels contain every
-/// one of `labels` (`key="value"`).
-fn total(metrics: &BTreeMap<String, f64>, family: &str, labels: &[&str]) -> f64 {
-    metrics
-        .iter()
-        .filter(|(name, _)| {
-            name.split('{').next() == Some(family) && labels.iter().all(|l| name.contains(l))
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
-
 /// Scrapes until `done` holds, keeping the host alive; panics naming `what` at the deadline.
 async fn scrape_until(
     host: &mut LiveHost,
     base: &str,
     what: &str,
-    done: impl Fn(&BTreeMap<String, f64>) -> bool,
-) -> BTreeMap<String, f64> {
+    done: impl Fn(&Samples) -> bool,
+) -> Samples {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         host.assert_running();
@@ -180,6 +146,11 @@ async fn metrics_count_what_was_sent_and_prometheus_answers_every_dashboard_quer
     assert!(total(&metrics, "iot_plugin_memory_bytes", &[]) > 0.0);
     assert_eq!(total(&metrics, "iot_plugin_failures_total", &[]), 0.0);
     assert!(total(&metrics, "iot_batch_records_count", &[]) >= 1.0);
+    assert_eq!(
+        partitions_at(&metrics, "iot_partition_owned", 1.0),
+        vec![0, 1],
+        "the only host of its group holds both partitions"
+    );
 
     // What the host says it published is what a reader finds on the topics.
     let dead = read_all(bootstrap, &topics.dead_letter).len() as f64;

@@ -1,11 +1,13 @@
 //! Several host processes in one consumer group sharing a 6-partition `readings` topic, on
 //! real Kafka and Redis, under a paced load:
 //!
-//! - the partitions are spread over the hosts, and each host's log says which it holds;
+//! - the partitions are spread over the hosts, and each host's log and metrics
+//!   (`iot_partition_owned`) say which it holds;
 //! - kill -9 of a host at random instants: the survivor takes its partitions from their
 //!   checkpoints (after the killed member's session timeout);
-//! - a third host joining takes partitions; a host stopped with Ctrl-C leaves the group at
-//!   once, so its partitions move long before its session timeout;
+//! - a second and a third host joining take partitions (three processes share the topic);
+//!   a host stopped with Ctrl-C leaves the group at once, so the other two take its
+//!   partitions long before its session timeout;
 //! - at the end RedisTimeSeries equals the oracle of what was sent;
 //! - a host frozen (SIGSTOP) past its session timeout with batches in flight writes none of
 //!   them once it wakes: another host took its partitions over, and the store fences it.
@@ -20,10 +22,12 @@ use system_tests::fixture::{pause_sink, plugin_dir, Sink, TestScope};
 use system_tests::harness::SystemTopics;
 use system_tests::live_host::LiveHost;
 use system_tests::load::Load;
+use system_tests::metrics_scrape::partitions_at;
 use system_tests::oracle::{self, SentReading};
 use system_tests::progress::Progress;
 use system_tests::redis_read;
 use system_tests::topic::read_all;
+use system_tests::webdriver::free_port;
 
 /// 2020-01-01T00:00:00Z.
 const RUN_START_MS: i64 = 1_577_836_800_000;
@@ -82,41 +86,53 @@ fn member(scope: &TestScope, topics: &SystemTopics, name: &str, session: &str) -
             "--no-watch",
             "--session-timeout",
             session,
+            "--http",
+            &format!("127.0.0.1:{}", free_port()),
         ],
     )
 }
 
-/// Waits until the hosts hold every partition between them, each at least one and no
-/// partition twice; returns what each holds.
+/// What each host holds, if the hosts hold every partition between them, each at least one
+/// and no partition twice, and each host's metrics (`iot_partition_owned`) say what its log
+/// says.
+fn split(hosts: &[&mut LiveHost]) -> Option<Vec<Vec<i32>>> {
+    let held: Vec<Vec<i32>> = hosts.iter().map(|h| h.assigned()).collect();
+    let all: Vec<i32> = held.iter().flatten().copied().collect();
+    let distinct: BTreeSet<i32> = all.iter().copied().collect();
+    let shared = held.iter().all(|h| !h.is_empty())
+        && all.len() == distinct.len()
+        && distinct == (0..PARTITIONS).collect();
+    let metrics_agree = || {
+        hosts.iter().zip(&held).all(|(host, its)| {
+            host.metrics()
+                .is_some_and(|m| partitions_at(&m, "iot_partition_owned", 1.0) == *its)
+        })
+    };
+    (shared && metrics_agree()).then_some(held)
+}
+
+/// Waits until the hosts share every partition (see [`split`]); returns what each holds.
 async fn wait_for_split(hosts: &mut [&mut LiveHost], load: &mut Load, what: &str) -> Vec<Vec<i32>> {
     let until = Instant::now() + REBALANCE_DEADLINE;
     loop {
-        let held: Vec<Vec<i32>> = hosts.iter().map(|h| h.assigned()).collect();
-        let all: Vec<i32> = held.iter().flatten().copied().collect();
-        let distinct: BTreeSet<i32> = all.iter().copied().collect();
-        if held.iter().all(|h| !h.is_empty())
-            && all.len() == distinct.len()
-            && distinct == (0..PARTITIONS).collect()
-        {
+        if let Some(held) = split(hosts) {
             return held;
         }
         for host in hosts.iter_mut() {
             host.assert_running();
         }
         load.assert_running().await;
+        let held: Vec<Vec<i32>> = hosts.iter().map(|h| h.assigned()).collect();
         assert!(
             Instant::now() < until,
             "{what}: the hosts did not share the partitions within {REBALANCE_DEADLINE:?} \
              (they hold {held:?}); see {:?}",
             hosts.iter().map(|h| h.log.clone()).collect::<Vec<_>>()
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-/// The partitions of the readings topic that have records so far.
-/// Of `held`, the partitions that hold records now (a partition no site hashed to has none,
-/// and no checkpoint will move on it).
 /// The partitions of `held` that hold readings, once every site of the load has sent at
 /// least one: from then on no partition gets its first reading (each site has one
 /// partition), so a host holding `held` has nothing left to restore later. Read too early
@@ -202,19 +218,36 @@ async fn hosts_in_one_group(sink: Sink) {
             .await;
     }
 
-    // A third host joins and takes partitions; then the first one is stopped with Ctrl-C.
-    let mut newcomer = member(&scope, &topics, "c", SHORT_SESSION);
-    wait_for_split(&mut [&mut survivor, &mut newcomer], &mut load, "c joining").await;
+    // Two more hosts join, one after the other: the partitions spread over three processes,
+    // and the third moves the records of the partitions it took.
+    let mut second = member(&scope, &topics, "c", SHORT_SESSION);
+    wait_for_split(&mut [&mut survivor, &mut second], &mut load, "c joining").await;
+    let mut third = member(&scope, &topics, "d", SHORT_SESSION);
+    let held = wait_for_split(
+        &mut [&mut survivor, &mut second, &mut third],
+        &mut load,
+        "d joining as the third host",
+    )
+    .await;
+    let its = with_records(&scope, &topics, &held[2], &mut load).await;
+    progress
+        .wait_until_each_moved(&mut third, Some(&mut load), &its, REBALANCE_DEADLINE)
+        .await;
+
+    // The first host is stopped with Ctrl-C: it leaves the group, so the two others share
+    // its partitions long before its (long) session timeout.
     let stopped = Instant::now();
     survivor.stop().await;
-    let all: Vec<i32> = (0..PARTITIONS).collect();
-    while newcomer.assigned() != all {
-        newcomer.assert_running();
+    let mut remaining = [&mut second, &mut third];
+    while split(&remaining).is_none() {
+        for host in remaining.iter_mut() {
+            host.assert_running();
+        }
         assert!(
             stopped.elapsed() < LONG_SESSION,
             "the stopped host's partitions did not move within its session timeout: it did \
-             not leave the group; see {}",
-            newcomer.log.display()
+             not leave the group; see {:?}",
+            remaining.iter().map(|h| h.log.clone()).collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -233,14 +266,16 @@ async fn hosts_in_one_group(sink: Sink) {
         .collect();
     progress
         .wait_until(
-            &mut newcomer,
+            &mut second,
             None,
             sent.len() as i64,
             REBALANCE_DEADLINE,
             "everything the load sent",
         )
         .await;
-    newcomer.stop().await;
+    third.assert_running();
+    second.stop().await;
+    third.stop().await;
     let expected = oracle::expected(&sent);
     let mut conn = scope.redis_conn().await;
     let stored = redis_read::all_series(&mut conn, &scope.key_prefix()).await;

@@ -131,9 +131,13 @@ impl ConsumerContext for GroupContext {
         rebalance: &Rebalance<'_>,
     ) {
         let mut log = self.log.lock().expect("rebalance log");
+        let owned = &crate::metrics::global().partition_owned;
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 for p in tpl.elements() {
+                    owned.remove(&crate::metrics::PartitionLabels {
+                        partition: p.partition(),
+                    });
                     log.revoked.push(p.partition());
                     log.assigned.remove(&p.partition());
                     // Assigned and revoked before the runner heard of it: not assigned now
@@ -144,6 +148,11 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Assign(tpl) => {
                 for p in tpl.elements() {
+                    owned
+                        .get_or_create(&crate::metrics::PartitionLabels {
+                            partition: p.partition(),
+                        })
+                        .set(1);
                     log.assigned.insert(p.partition());
                     log.newly_assigned.push(p.partition());
                 }
