@@ -15,7 +15,7 @@
 //! - [`live`]: the live page, pushing points over a WebSocket as they are stored.
 //! - [`runner`]: the batch loop wiring them together, a fold side and a durable side
 //!   running concurrently; [`profile`]: where its time goes, per stage.
-//! - [`config`]: flags and file.
+//! - [`config`]: the host's flags and file; `config::commands`, the subcommands' arguments.
 //! - [`tap`]: `iot-host tap`, live-tailing the output topics.
 //! - [`validate`], [`plugin_test`], [`plugin_new`]: the plugin author's tools (`iot-host validate`,
 //!   `iot-host plugin test`, `iot-host plugin new`).

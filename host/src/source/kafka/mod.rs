@@ -7,6 +7,11 @@
 //! Errors: while the broker is away the client retries on its own; the source reports it
 //! to `crate::outage::KAFKA` (one line when the outage starts, one when it ends: the
 //! client's statistics say when a broker is up again) instead of a line per retry.
+//!
+//! - here: [`KafkaSource`], batches read from the assigned partitions, placed at their
+//!   checkpoints and committed once durable;
+//! - [`group`]: the client and its membership of the group (tuning, rebalances,
+//!   statistics, errors).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,11 +20,16 @@ use tokio::sync::Notify;
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
+
+mod group;
+
+pub use group::STATISTICS_INTERVAL_MS;
+pub(crate) use group::{is_end_of_partition, report_client_error};
+use group::{new_consumer, GroupContext, RebalanceLog};
 
 use super::{Source, SourceEvent};
 use crate::engine::SourceRecord;
@@ -40,19 +50,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a partition's seek is retried (a partition just assigned, a broker restarting)
 /// before the host gives up with an error.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(120);
-/// Records per partition the client keeps prefetched (about 1 MB of JSON readings).
-const QUEUED_MIN_MESSAGES: &str = "10000";
-/// How soon the client fetches again once its queue is past `QUEUED_MIN_MESSAGES`.
-const FETCH_QUEUE_BACKOFF_MS: &str = "5";
-/// At most this many KiB prefetched in all (librdkafka's default is 64 MiB).
-const QUEUED_MAX_KBYTES: &str = "16384";
-/// See `fetch.wait.max.ms` where the consumer is made.
-const FETCH_WAIT_MAX_MS: &str = "50";
 /// Records gathered between two yields to the runtime while a batch fills.
 const YIELD_EVERY: usize = 256;
-/// How often the client reports its brokers' states (how an outage's end is seen).
-pub const STATISTICS_INTERVAL_MS: &str = "1000";
-
 #[derive(Debug, Clone)]
 pub struct KafkaSourceConfig {
     pub bootstrap: String,
@@ -65,104 +64,6 @@ pub struct KafkaSourceConfig {
     pub instance_id: Option<String>,
     /// `session.timeout.ms`: see [`DEFAULT_SESSION_TIMEOUT`].
     pub session_timeout: Duration,
-}
-
-#[derive(Default)]
-struct RebalanceLog {
-    revoked: Vec<i32>,
-    /// Assigned since the runner last heard of it.
-    newly_assigned: Vec<i32>,
-    assigned: HashSet<i32>,
-}
-
-struct GroupContext {
-    log: Arc<Mutex<RebalanceLog>>,
-    /// Woken by every rebalance, so the source hands it to the runner at once rather than
-    /// when the next record arrives (a new partition starts at its checkpoint sooner: on a
-    /// new group the client would otherwise wait ~100 ms to look up where to start).
-    rebalanced: Arc<Notify>,
-}
-
-impl ClientContext for GroupContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        crate::outage::kafka_client_log(level, fac, message);
-    }
-
-    fn stats_raw(&self, statistics: &[u8]) {
-        let Ok(statistics) = serde_json::from_slice::<rdkafka::Statistics>(statistics) else {
-            return;
-        };
-        crate::outage::kafka_brokers_seen(&statistics);
-        report_lag(&statistics);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        // End of partition is how the source knows it caught up, not a fault.
-        if !is_end_of_partition(&error) {
-            report_client_error(&error, reason);
-        }
-    }
-}
-
-/// Sets `iot_consumer_lag` from the client's statistics (every `STATISTICS_INTERVAL_MS`):
-/// each partition it reads has its lag; a partition it no longer reads loses its gauge.
-fn report_lag(statistics: &rdkafka::Statistics) {
-    let lag = &crate::metrics::global().consumer_lag;
-    for topic in statistics.topics.values() {
-        for (&partition, stats) in &topic.partitions {
-            if partition < 0 {
-                continue; // librdkafka's internal "unassigned" partition
-            }
-            let labels = crate::metrics::PartitionLabels { partition };
-            if stats.fetch_state == "none" {
-                lag.remove(&labels); // not read by this client (any more)
-            } else if stats.consumer_lag >= 0 {
-                // -1 until the client knows both its position and the partition's end.
-                lag.get_or_create(&labels).set(stats.consumer_lag);
-            }
-        }
-    }
-}
-
-impl ConsumerContext for GroupContext {
-    fn pre_rebalance(
-        &self,
-        _consumer: &rdkafka::consumer::BaseConsumer<Self>,
-        rebalance: &Rebalance<'_>,
-    ) {
-        let mut log = self.log.lock().expect("rebalance log");
-        let owned = &crate::metrics::global().partition_owned;
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                for p in tpl.elements() {
-                    owned.remove(&crate::metrics::PartitionLabels {
-                        partition: p.partition(),
-                    });
-                    log.revoked.push(p.partition());
-                    log.assigned.remove(&p.partition());
-                    // Assigned and revoked before the runner heard of it: not assigned now
-                    // (taking it over would claim a partition the group gave to another).
-                    log.newly_assigned.retain(|&n| n != p.partition());
-                }
-                tracing::info!(partitions = ?tpl.elements().iter().map(|p| p.partition()).collect::<Vec<_>>(), "partitions revoked");
-            }
-            Rebalance::Assign(tpl) => {
-                for p in tpl.elements() {
-                    owned
-                        .get_or_create(&crate::metrics::PartitionLabels {
-                            partition: p.partition(),
-                        })
-                        .set(1);
-                    log.assigned.insert(p.partition());
-                    log.newly_assigned.push(p.partition());
-                }
-                crate::profile::partitions_assigned();
-                tracing::info!(partitions = ?tpl.elements().iter().map(|p| p.partition()).collect::<Vec<_>>(), "partitions assigned");
-            }
-            Rebalance::Error(e) => tracing::warn!("rebalance error: {e}"),
-        }
-        self.rebalanced.notify_one();
-    }
 }
 
 pub struct KafkaSource {
@@ -386,87 +287,6 @@ async fn ask_kafka<T>(
             }
         }
     }
-}
-
-/// A client error: part of an outage when it says the broker cannot be reached (logged
-/// once per outage), otherwise a warning of its own.
-/// A partition read to its end: how readers know they caught up, reported by the client
-/// as an error (per partition, or as a global one).
-pub(crate) fn is_end_of_partition(error: &KafkaError) -> bool {
-    matches!(
-        error,
-        KafkaError::PartitionEOF(_)
-            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
-    )
-}
-
-pub(crate) fn report_client_error(error: &KafkaError, context: &str) {
-    use rdkafka::types::RDKafkaErrorCode as C;
-    let unreachable = matches!(
-        error.rdkafka_error_code(),
-        Some(
-            C::BrokerTransportFailure
-                | C::AllBrokersDown
-                | C::Resolve
-                | C::OperationTimedOut
-                | C::RequestTimedOut
-                | C::NetworkException
-                | C::CoordinatorNotAvailable
-                | C::CoordinatorLoadInProgress
-                | C::NotCoordinator
-                | C::LeaderNotAvailable
-                | C::NotLeaderForPartition
-        )
-    );
-    if unreachable {
-        OUTAGE.failed(&format_args!("{error}: {context}"));
-    } else {
-        tracing::warn!("Kafka client error: {error}: {context}");
-    }
-}
-
-fn new_consumer(
-    config: &KafkaSourceConfig,
-    log: &Arc<Mutex<RebalanceLog>>,
-    rebalanced: &Arc<Notify>,
-) -> anyhow::Result<StreamConsumer<GroupContext>> {
-    let mut client = ClientConfig::new();
-    if let Some(id) = &config.instance_id {
-        client.set("group.instance.id", id);
-    }
-    let consumer: StreamConsumer<GroupContext> = client
-        .set("bootstrap.servers", &config.bootstrap)
-        .set("group.id", &config.group)
-        .set("enable.auto.commit", "false")
-        .set(
-            "session.timeout.ms",
-            config.session_timeout.as_millis().to_string(),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("enable.partition.eof", "true")
-        .set("isolation.level", "read_committed")
-        .set("fetch.min.bytes", "1")
-        // How long the broker holds a fetch that finds nothing new. The end of a partition
-        // is only known from such an empty fetch, so librdkafka's 500 ms was the tail of
-        // every drain (measured); idle, this is a few more small requests a second.
-        .set("fetch.wait.max.ms", FETCH_WAIT_MAX_MS)
-        // Keep fetching while the local queue holds fewer than this per partition…
-        .set("queued.min.messages", QUEUED_MIN_MESSAGES)
-        // …and, once it holds more, ask again soon: librdkafka's default (1 s) left the
-        // host idle, waiting for records, for most of a backlog drain (measured).
-        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
-        // Bounds what the client prefetches, whatever the backlog (RSS stays flat).
-        .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES)
-        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
-        .create_with_context(GroupContext {
-            log: log.clone(),
-            rebalanced: rebalanced.clone(),
-        })
-        .with_context(|| format!("cannot create a Kafka consumer for {}", config.bootstrap))?;
-    consumer
-        .subscribe(&[&config.topic])
-        .with_context(|| format!("cannot subscribe to topic {:?}", config.topic))?;
-    Ok(consumer)
 }
 
 /// Adds a record to the batch: its partition is no longer at its end, and no longer
