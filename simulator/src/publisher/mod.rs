@@ -9,21 +9,27 @@
 //! Records carry Kafka's create time, not the reading's time: simulated times are in the
 //! past (2020, or 10 days back for late readings) and the broker's time-based retention
 //! would otherwise delete them at once.
+//!
+//! - here: the run (pacing, routing and encoding readings, obeying commands);
+//! - [`client`]: the producer, its delivery reports, topics, handing a record over;
+//! - [`report`]: what a run did ([`PublishReport`]).
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::bail;
 use chrono::DateTime;
 use indicatif::{ProgressBar, ProgressStyle};
 use iot_protocol::time::{format_ts, STEPS_PER_DAY};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
+
+mod client;
+mod report;
+
+use client::{create_topic, producer, send, topic_exists, Deliveries, Halt, Kafka};
+pub use report::PublishReport;
 
 use crate::clock::{self, Pacer};
 use crate::devices::{CommandListener, CommandTopics, Devices};
@@ -98,217 +104,6 @@ impl PublishConfig {
             commands: None,
         }
     }
-}
-
-/// What a run did.
-#[derive(Debug, Clone)]
-pub struct PublishReport {
-    pub bootstrap: String,
-    pub topic: String,
-    pub sites: Vec<String>,
-    pub seed: u64,
-    /// Readings handed to Kafka, by kind and sensor.
-    pub summary: Summary,
-    /// Readings Kafka acknowledged.
-    pub acknowledged: u64,
-    /// Steps sent, and the first and last step's time.
-    pub steps: u64,
-    pub first_step_ts: Option<i64>,
-    pub last_step_ts: Option<i64>,
-    /// The run was stopped (Ctrl-C) before its end.
-    pub interrupted: bool,
-    pub elapsed: Duration,
-    /// Why the run failed after it started sending (the counts say how far it got).
-    pub failure: Option<String>,
-}
-
-impl PublishReport {
-    pub fn readings_per_second(&self) -> f64 {
-        self.summary.total() as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-}
-
-impl std::fmt::Display for PublishReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verb = if self.failure.is_some() {
-            "handed"
-        } else {
-            "sent"
-        };
-        writeln!(
-            f,
-            "{verb} {} readings to topic {:?} at {} in {:.1} s ({:.0} readings/s){}",
-            self.summary.total(),
-            self.topic,
-            self.bootstrap,
-            self.elapsed.as_secs_f64(),
-            self.readings_per_second(),
-            if self.interrupted {
-                ", interrupted"
-            } else {
-                ""
-            }
-        )?;
-        let sites = match self.sites.as_slice() {
-            [one] => one.clone(),
-            [first, .., last] => format!("{first}..{last}"),
-            [] => String::new(),
-        };
-        write!(
-            f,
-            "{} site(s) {sites}, seed {}, {} step(s)",
-            self.sites.len(),
-            self.seed,
-            self.steps
-        )?;
-        if let (Some(first), Some(last)) = (self.first_step_ts, self.last_step_ts) {
-            write!(f, " from {} to {}", format_ts(first), format_ts(last))?;
-        }
-        writeln!(f)?;
-        write!(f, "{}", self.summary)?;
-        if self.acknowledged != self.summary.total() {
-            writeln!(
-                f,
-                "acknowledged by Kafka: {} of {}",
-                self.acknowledged,
-                self.summary.total()
-            )?;
-        }
-        if let Some(failure) = &self.failure {
-            writeln!(f, "FAILED: {failure}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Delivery reports, counted by the producer's polling thread.
-#[derive(Debug, Default)]
-struct Deliveries {
-    acknowledged: AtomicU64,
-    failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
-}
-
-struct Context(Arc<Deliveries>);
-
-impl ClientContext for Context {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::warn!(target: "librdkafka", "{fac}: {message}")
-            }
-            _ => tracing::debug!(target: "librdkafka", "{fac}: {message}"),
-        }
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", "{error}: {reason}");
-    }
-}
-
-impl ProducerContext for Context {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => {
-                self.0.acknowledged.fetch_add(1, Ordering::Relaxed);
-            }
-            Err((error, _)) => {
-                self.0.failed.fetch_add(1, Ordering::Relaxed);
-                let mut first = self.0.first_error.lock().unwrap_or_else(|e| e.into_inner());
-                first.get_or_insert_with(|| error.to_string());
-            }
-        }
-    }
-}
-
-impl Deliveries {
-    fn failure(&self) -> Option<String> {
-        let failed = self.failed.load(Ordering::Relaxed);
-        (failed > 0).then(|| {
-            let first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
-            format!(
-                "Kafka refused or did not acknowledge {failed} reading(s), the first with: {}",
-                first.as_deref().unwrap_or("unknown error")
-            )
-        })
-    }
-}
-
-type Kafka = ThreadedProducer<Context>;
-
-fn does_not_answer(bootstrap: &str, detail: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!(
-        "Kafka at {bootstrap} does not answer ({detail}): start it with `scripts/stack up`, \
-         or point --kafka / KAFKA_BOOTSTRAP at a running broker"
-    )
-}
-
-fn producer(bootstrap: &str, deliveries: Arc<Deliveries>) -> anyhow::Result<Kafka> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "iot-simulator")
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("linger.ms", "10")
-        .set("batch.size", "1000000")
-        .set("batch.num.messages", "10000")
-        .set("compression.type", "lz4")
-        .set(
-            "queue.buffering.max.messages",
-            QUEUE_MAX_MESSAGES.to_string(),
-        )
-        .set("queue.buffering.max.kbytes", "262144")
-        .set(
-            "message.timeout.ms",
-            MESSAGE_TIMEOUT.as_millis().to_string(),
-        )
-        // The simulator creates a missing topic itself, with the right partition count.
-        .set("allow.auto.create.topics", "false")
-        .create_with_context(Context(deliveries))
-        .with_context(|| format!("cannot configure a Kafka producer for {bootstrap}"))
-}
-
-/// Whether `topic` exists; an error if the broker does not answer.
-fn topic_exists(producer: &Kafka, bootstrap: &str, topic: &str) -> anyhow::Result<bool> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), CONNECT_TIMEOUT)
-        .map_err(|e| does_not_answer(bootstrap, e))?;
-    Ok(metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
-}
-
-async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()
-        .context("cannot configure a Kafka admin client")?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = admin
-        .create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(CONNECT_TIMEOUT)),
-        )
-        .await
-        .map_err(|e| does_not_answer(bootstrap, e))?;
-    for result in results {
-        match result {
-            Ok(_) => tracing::info!("created topic {topic:?} with {partitions} partitions"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => bail!(
-                "topic {name:?} does not exist at {bootstrap} and cannot be created ({code}): \
-                 create it with kafka-topics.sh --create --topic {name} --partitions {partitions}"
-            ),
-        }
-    }
-    Ok(())
 }
 
 /// Publishes a run. Returns when the run ends (`--days`), or soon after `stop` becomes true,
@@ -409,7 +204,6 @@ fn run(
         None => None,
     };
     let mut devices = Devices::default();
-    let mut commands = Vec::new();
 
     'steps: loop {
         if stopped() {
@@ -423,22 +217,8 @@ fn run(
             }
         }
         if let Some((listener, acks)) = &listener {
-            listener.take(Duration::ZERO, &mut commands);
             let now = clock::step_ts(config.sim.start_ms, generator.next_k());
-            for command in commands.drain(..) {
-                let Some(site) = generator.site_ids().iter().position(|s| *s == command.site)
-                else {
-                    continue; // another simulator's site
-                };
-                devices.apply(site as u32, &command);
-                let ack = command.ack_json(now);
-                let record = BaseRecord::<str, str>::to(acks)
-                    .key(command.site.as_str())
-                    .payload(ack.as_str());
-                if let Err((e, _)) = producer.send(record) {
-                    tracing::warn!("cannot acknowledge command {}: {e}", command.id);
-                }
-            }
+            obey_commands(listener, acks, now, &generator, &mut devices, &producer);
         }
         let Some((k, t)) = generator.next_step_into(&mut readings) else {
             break;
@@ -463,48 +243,12 @@ fn run(
             if let Some(partition) = route.partition {
                 record = record.partition(partition);
             }
-            let mut unknown_since: Option<Instant> = None;
-            loop {
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        // Wait for deliveries to make room; give up if they fail or on Ctrl-C.
-                        record = back;
-                        if let Some(failure) = deliveries.failure() {
-                            report.failure = Some(failure);
-                            break 'steps;
-                        }
-                        if stopped() {
-                            report.interrupted = true;
-                            break 'steps;
-                        }
-                        producer.poll(Duration::from_millis(5));
-                    }
-                    Err((
-                        KafkaError::MessageProduction(
-                            RDKafkaErrorCode::UnknownTopic
-                            | RDKafkaErrorCode::UnknownPartition
-                            | RDKafkaErrorCode::UnknownTopicOrPartition,
-                        ),
-                        back,
-                    )) if unknown_since.get_or_insert_with(Instant::now).elapsed()
-                        < MESSAGE_TIMEOUT =>
-                    {
-                        // A broker that is restarting answers metadata without the topic
-                        // for a while: wait for it as for any other outage.
-                        record = back;
-                        if stopped() {
-                            report.interrupted = true;
-                            break 'steps;
-                        }
-                        producer.poll(Duration::from_millis(100));
-                    }
-                    Err((e, _)) => {
-                        report.failure =
-                            Some(format!("cannot hand a reading to the Kafka producer: {e}"));
-                        break 'steps;
-                    }
+            if let Err(halt) = send(&producer, record, &deliveries, &stopped) {
+                match halt {
+                    Halt::Interrupted => report.interrupted = true,
+                    Halt::Failed(failure) => report.failure = Some(failure),
                 }
+                break 'steps;
             }
             report.summary.add(r);
         }
@@ -546,6 +290,33 @@ fn run(
     report.acknowledged = deliveries.acknowledged.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
     report
+}
+
+/// Applies the commands that arrived for this simulator's sites to its devices, and
+/// acknowledges each with the simulated instant `now` it applied it.
+fn obey_commands(
+    listener: &CommandListener,
+    acks_topic: &str,
+    now: i64,
+    generator: &Generator,
+    devices: &mut Devices,
+    producer: &Kafka,
+) {
+    let mut commands = Vec::new();
+    listener.take(Duration::ZERO, &mut commands);
+    for command in commands {
+        let Some(site) = generator.site_ids().iter().position(|s| *s == command.site) else {
+            continue; // another simulator's site
+        };
+        devices.apply(site as u32, &command);
+        let ack = command.ack_json(now);
+        let record = BaseRecord::<str, str>::to(acks_topic)
+            .key(command.site.as_str())
+            .payload(ack.as_str());
+        if let Err((e, _)) = producer.send(record) {
+            tracing::warn!("cannot acknowledge command {}: {e}", command.id);
+        }
+    }
 }
 
 /// The course layout's topic of 10-days-late readings.
