@@ -10,8 +10,9 @@
 //! boundaries. Plugins fold samples in arrival order; emission happens at batch end from
 //! the accumulated state.
 //!
-//! Layout: this file holds the engine's state, partitions (restore, forget) and tenants
-//! (swap, refusal); `input` takes records into windows; `batch` ends a batch; `windows`
+//! Layout: this file holds the engine's state and how it is made; `partitions` restores,
+//! forgets and fences partitions; `swap` applies (or refuses) a tenant's new build;
+//! `input` takes records into windows; `batch` ends a batch; `windows`
 //! folds, finishes and emits a site's day windows; `failures` reports plugin failures;
 //! `site`, `tenant`, `series`, `lateness` are the state they work on; [`checkpoint`] and
 //! [`effects`] are what leaves the engine.
@@ -23,8 +24,10 @@ pub mod effects;
 mod failures;
 mod input;
 mod lateness;
+mod partitions;
 mod series;
 mod site;
+mod swap;
 mod tenant;
 mod windows;
 
@@ -35,7 +38,6 @@ use anyhow::Context as _;
 use iot_protocol::series::KeyLayout;
 use iot_protocol::time::StampConvention;
 use iot_protocol::SeriesName;
-use serde_json::json;
 
 pub use checkpoint::{BuildRef, PartitionCheckpoint};
 pub use effects::{Effects, OutRecord, OutTopic, SeriesDef, SeriesId, StoredSample};
@@ -45,9 +47,11 @@ pub use tenant::{SwapReport, QUARANTINE_AFTER};
 use crate::pipeline::Pipeline;
 use crate::plugin::{Alarm, LoadedPlugin, PluginHost, Sample};
 use crate::tenant::{SiteMatcher, TenantBuild};
+use partitions::PartitionState;
 use series::SeriesRegistry;
 use site::SiteState;
-use tenant::{OutputRemap, TenantState, VersionId};
+use swap::archive;
+use tenant::TenantState;
 
 /// A map looked up per reading. Its hasher (foldhash) is seeded per map like std's but is
 /// not built to resist collision attacks; the keys are site and series names, which an
@@ -115,29 +119,6 @@ pub struct Stats {
 impl Stats {
     pub fn dead_letter_total(&self) -> u64 {
         self.dead_letters.values().sum()
-    }
-}
-
-struct PartitionState {
-    next_offset: i64,
-    /// The offset moved in the current batch: the partition needs a new checkpoint.
-    moved: bool,
-    /// Each site's checkpoint field as last written: the next write sends only the sites
-    /// whose bytes differ.
-    written: HashMap<String, Vec<u8>>,
-    /// The next write replaces the stored checkpoint whole (nothing written since the
-    /// partition was placed).
-    replace: bool,
-}
-
-impl PartitionState {
-    fn placed_at(next_offset: i64) -> PartitionState {
-        PartitionState {
-            next_offset,
-            moved: false,
-            written: HashMap::new(),
-            replace: true,
-        }
     }
 }
 
@@ -267,203 +248,8 @@ impl Engine {
         self.tenants.iter().map(|t| t.name.as_str()).collect()
     }
 
-    /// Whether the partition's state is in memory (else the caller restores it first).
-    pub fn knows_partition(&self, partition: i32) -> bool {
-        self.partitions.contains_key(&partition)
-    }
-
-    /// The partitions whose state is in memory.
-    pub fn partitions(&self) -> Vec<i32> {
-        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
-        partitions.sort_unstable();
-        partitions
-    }
-
-    /// Plugin builds a checkpoint refers to that no tenant has loaded: the caller fetches
-    /// them from the archive and passes them to [`restore_partition`](Self::restore_partition).
-    pub fn missing_builds(&self, checkpoint: &PartitionCheckpoint) -> Vec<String> {
-        let mut missing: Vec<String> = checkpoint
-            .builds
-            .iter()
-            .filter(|b| self.tenants.iter().all(|t| t.find_build(&b.hash).is_none()))
-            .map(|b| b.hash.clone())
-            .collect();
-        missing.dedup();
-        missing
-    }
-
-    /// Installs a partition's state from its checkpoint, or an empty state starting at the
-    /// consumer's position when there is none. `archived` holds the component bytes of the
-    /// builds [`missing_builds`](Self::missing_builds) named, by hash.
-    pub fn restore_partition(
-        &mut self,
-        partition: i32,
-        checkpoint: Option<PartitionCheckpoint>,
-        archived: &HashMap<String, Vec<u8>>,
-    ) -> anyhow::Result<()> {
-        let next_offset = match checkpoint {
-            Some(cp) => {
-                let filed_under = cp.stamps.as_deref().unwrap_or("interval-end");
-                if filed_under != self.config.stamps.as_str() {
-                    anyhow::bail!(
-                        "the checkpoint of partition {partition} filed its windows under \
-                         --stamps {filed_under}, but this host runs with --stamps {}: start it \
-                         with --stamps {filed_under}, or use a new --key-prefix to start over",
-                        self.config.stamps
-                    );
-                }
-                for (name, snapshot) in &cp.sites {
-                    let Some(t) = self.tenant_of(name) else {
-                        tracing::warn!(site = %name, "checkpoint holds a site no tenant owns now; its windows are dropped");
-                        continue;
-                    };
-                    let builds = self.restore_builds(t, &cp.builds, archived);
-                    let tenant = &self.tenants[t];
-                    let gone: Vec<&String> = snapshot
-                        .outputs
-                        .iter()
-                        .filter(|o| !tenant.output_names.contains(o))
-                        .collect();
-                    if !gone.is_empty() {
-                        tracing::warn!(site = %name, outputs = ?gone, "the pipeline no longer has these outputs: their open windows in the checkpoint are dropped (stored values stay)");
-                    }
-                    let site = SiteState::restore(
-                        partition,
-                        t,
-                        tenant.output_names.len(),
-                        snapshot,
-                        |n| tenant.output_names.iter().position(|o| o == n),
-                        |b| builds.get(b as usize).copied().flatten(),
-                    )
-                    .with_context(|| {
-                        format!("checkpoint of site {name} in partition {partition}")
-                    })?;
-                    self.sites.insert(name.clone(), site);
-                }
-                cp.next_offset
-            }
-            None => 0,
-        };
-        self.partitions
-            .insert(partition, PartitionState::placed_at(next_offset));
-        Ok(())
-    }
-
-    /// The tenant's version of each build a checkpoint names; a build neither loaded nor
-    /// archived is replaced by the output's current build (with a warning).
-    fn restore_builds(
-        &mut self,
-        tenant: usize,
-        builds: &[BuildRef],
-        archived: &HashMap<String, Vec<u8>>,
-    ) -> Vec<Option<VersionId>> {
-        let t = &mut self.tenants[tenant];
-        builds
-            .iter()
-            .map(|b| {
-                if let Some(v) = t.find_build(&b.hash) {
-                    return Some(v);
-                }
-                match archived.get(&b.hash).map(|bytes| t.install_archived(bytes, &b.hash)) {
-                    Some(Ok(v)) => Some(v),
-                    Some(Err(e)) => {
-                        tracing::warn!(tenant = %t.name, build = %b.hash, "archived plugin build does not load: {e}; its windows continue on the current build");
-                        None
-                    }
-                    None => {
-                        tracing::warn!(tenant = %t.name, build = %b.hash, "plugin build named by a checkpoint is not in the archive; its windows continue on the current build");
-                        None
-                    }
-                }
-            })
-            .collect()
-    }
-
-    /// Forgets partitions handed to another instance; their state lives on in the store.
-    /// Another host owns these partitions now: forget them, and skip their records until
-    /// [`unfence`](Self::unfence) (the group assigned them here again).
-    pub fn fence(&mut self, partitions: &[i32]) {
-        self.forget_partitions(partitions);
-        self.fenced.extend(partitions);
-    }
-
-    pub fn unfence(&mut self, partition: i32) {
-        self.fenced.remove(&partition);
-    }
-
-    pub fn is_fenced(&self, partition: i32) -> bool {
-        self.fenced.contains(&partition)
-    }
-
-    pub fn forget_partitions(&mut self, partitions: &[i32]) {
-        self.sites.retain(|_, s| !partitions.contains(&s.partition));
-        for p in partitions {
-            self.partitions.remove(p);
-        }
-    }
-
     fn tenant_of(&self, site: &str) -> Option<usize> {
         self.tenants.iter().position(|t| t.sites.matches(site))
-    }
-
-    /// Switches a tenant to a new pipeline and plugin builds, between two batches (the
-    /// rules for open windows are in `tenant.rs`). Windows held by a failed build are
-    /// retried at the end of the next batch.
-    pub fn apply(&mut self, tenant: usize, build: &TenantBuild) -> anyhow::Result<SwapReport> {
-        let mut new_builds = Vec::new();
-        let t = &mut self.tenants[tenant];
-        let (remap, report) = t.apply(build, &mut new_builds)?;
-        crate::metrics::global()
-            .swaps
-            .get_or_create(&crate::metrics::TenantLabels {
-                tenant: t.name.clone(),
-            })
-            .inc();
-        self.effects.plugin_builds.extend(archive(new_builds));
-        let mut in_use = HashSet::new();
-        let mut moved = HashSet::new();
-        for site in self.sites.values_mut().filter(|s| s.tenant == tenant) {
-            remap_site(site, &remap);
-            for day in site.days.values_mut() {
-                for slot in &mut day.slots {
-                    in_use.extend(slot.version);
-                    if slot.held_by.is_some() {
-                        slot.dirty = day.emitted;
-                        in_use.extend(slot.held_by);
-                    }
-                }
-            }
-            site.touched = true;
-            moved.insert(site.partition);
-        }
-        self.tenants[tenant].collect_versions(&in_use);
-        let mut report = report;
-        report.builds_loaded = self.tenants[tenant].loaded_versions();
-        for p in moved {
-            if let Some(state) = self.partitions.get_mut(&p) {
-                state.moved = true;
-            }
-        }
-        Ok(report)
-    }
-
-    /// Records that a tenant's new plugin or pipeline was refused (it stays on its current
-    /// build): a `plugin-errors` record, as for a failing call.
-    pub fn refused(&mut self, tenant: usize, what: &str, error: &str) {
-        self.stats.plugin_errors += 1;
-        let tenant = &self.tenants[tenant].name;
-        self.effects.records.push(OutRecord {
-            topic: OutTopic::PluginErrors,
-            key: Some(format!("{tenant}:deploy")),
-            value: json!({
-                "tenant": tenant,
-                "action": "refused",
-                "what": what,
-                // A refusal quotes what failed (a parse error can quote the file).
-                "error": crate::plugin::bounded_message(error.to_owned()),
-            })
-            .to_string(),
-        });
     }
 
     /// Name of the series an output of a site is stored in (for tools and tests).
@@ -472,33 +258,4 @@ impl Engine {
         let spec = &self.tenants[tenant].pipeline.outputs[output];
         SeriesName::new(site, spec.name.clone(), spec.kind)
     }
-}
-
-/// Moves a site's windows from the old output numbering to the new one.
-fn remap_site(site: &mut SiteState, remap: &OutputRemap) {
-    let old_from = std::mem::take(&mut site.output_from);
-    site.output_from = remap
-        .kept_from
-        .iter()
-        .map(|kept| kept.map_or(site.newest_ts, |o| old_from[o]))
-        .collect();
-    site.output_series = vec![None; remap.outputs];
-    for day in site.days.values_mut() {
-        let mut old = std::mem::take(&mut day.slots);
-        day.slots = remap
-            .kept_from
-            .iter()
-            .map(|kept| {
-                kept.map(|o| std::mem::take(&mut old[o]))
-                    .unwrap_or_default()
-            })
-            .collect();
-    }
-}
-
-fn archive(builds: Vec<LoadedPlugin>) -> Vec<(String, Arc<[u8]>)> {
-    builds
-        .into_iter()
-        .map(|b| (b.hash().to_owned(), b.bytes().clone()))
-        .collect()
 }
