@@ -53,6 +53,8 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 const DURABLE_SIDE_STALLED: &str = "the durable side took no batch";
 /// The host's warning when the store refused a batch for partitions another host took.
 const FENCED: &str = "were taken over by another host";
+/// The host's last line on Ctrl-C: its in-flight batches are durable and committed.
+const LAST_BATCH_STORED: &str = "the last batch is stored and its offsets committed";
 /// Logged once per partition a host takes over, when it has read its checkpoint.
 const RESTORED: &str = "partition restored";
 
@@ -237,7 +239,14 @@ async fn hosts_in_one_group(sink: Sink) {
     // The first host is stopped with Ctrl-C: it leaves the group, so the two others share
     // its partitions long before its (long) session timeout.
     let stopped = Instant::now();
+    let stopped_log = survivor.log.clone();
     survivor.stop().await;
+    let said = std::fs::read_to_string(&stopped_log).unwrap_or_default();
+    assert!(
+        said.contains(LAST_BATCH_STORED),
+        "the host stopped with Ctrl-C did not say it stored its last batch; see {}",
+        stopped_log.display()
+    );
     let mut remaining = [&mut second, &mut third];
     while split(&remaining).is_none() {
         for host in remaining.iter_mut() {
