@@ -206,6 +206,12 @@ impl TestScope {
             .checkpoint_key(&self.key_prefix(), topic, partition)
     }
 
+    /// Where a partition's owner epoch is, in this scope's layout.
+    pub fn owner_key(&self, topic: &str, partition: i32) -> String {
+        self.key_layout()
+            .owner_key(&self.key_prefix(), topic, partition)
+    }
+
     /// The Redis key prefix of this test.
     pub fn key_prefix(&self) -> String {
         format!("{}:", self.id)

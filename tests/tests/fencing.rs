@@ -1,6 +1,7 @@
 //! Two hosts' stores on one partition, on the real Redis: the one that claimed it last is
 //! the only one whose batches land. A host that lost the partition (frozen past its
-//! session timeout while the group gave it away) writes nothing of its late batch.
+//! session timeout while the group gave it away) writes nothing of its late batch. A claim
+//! Redis itself lost is told apart from another host's claim.
 
 use iot_host::engine::{Effects, Engine};
 use iot_host::store::{RedisStore, Store, StoreError};
@@ -154,6 +155,88 @@ async fn series_of_a_discarded_batch_are_created_before_a_later_batch_uses_them(
         redis_read::duplicate_policy(&mut conn, &raw_key).await,
         "last"
     );
+}
+
+/// Redis lost this host's claim (its owner key is gone, as after a restart that dropped
+/// its last second of writes). No other host claimed the partition, so the batch is refused
+/// as a lost claim, not as a fence (a fenced host would skip the partition's records until
+/// a rebalance that, with one host, never comes). Claimed again, the partition is written,
+/// and its new epoch is above the lost one although Redis forgot it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_redis_lost_is_refused_as_lost_and_claimed_again_not_fenced() {
+    let scope = TestScope::new("claim_lost");
+    let host = store(&scope).await;
+    claim_lost_is_claimed_again(&scope, host).await;
+}
+
+/// The same on a cluster, where the checkpoint's script tells a lost claim from a newer one
+/// (the batch's samples are written in the first round there, and rewritten with the same
+/// values after the new claim).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_a_claim_the_shard_lost_is_refused_as_lost_and_claimed_again() {
+    let scope = TestScope::on("cluster_claim_lost", Sink::RedisCluster);
+    let host = cluster_store(&scope).await;
+    claim_lost_is_claimed_again(&scope, host).await;
+}
+
+async fn claim_lost_is_claimed_again(scope: &TestScope, mut host: impl Store) {
+    let owner_key = scope.owner_key(TOPIC, PARTITION);
+    let checkpoint_key = scope.checkpoint_key(TOPIC, PARTITION);
+    let raw_key =
+        SeriesName::new("s1", "TH1", Kind::Raw).key_in(&scope.key_prefix(), scope.key_layout());
+    let mut conn = scope.redis_conn().await;
+    assert!(host.load_checkpoint(PARTITION).await.unwrap().is_none());
+    let lost_epoch = owner_epoch(&mut conn, &owner_key).await;
+
+    let _: () = redis::cmd("DEL")
+        .arg(&owner_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let refused = host.commit(&batch_of_one_reading(scope, 1.5)).await;
+    match refused.as_ref().map_err(|e| e.downcast_ref::<StoreError>()) {
+        Err(Some(StoreError::ClaimLost { partitions })) => {
+            assert_eq!(partitions, &vec![PARTITION])
+        }
+        other => panic!("expected the batch refused as a lost claim, got {other:?}"),
+    }
+    let checkpoint_exists: bool = redis::cmd("EXISTS")
+        .arg(&checkpoint_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        !checkpoint_exists,
+        "the batch of a lost claim wrote its checkpoint"
+    );
+
+    // An epoch is at least the claimer's clock in ms: a claim in the same millisecond as
+    // the lost one could tie with it, so this one is made a few ms later.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(host.load_checkpoint(PARTITION).await.unwrap().is_none());
+    let new_epoch = owner_epoch(&mut conn, &owner_key).await;
+    assert!(
+        new_epoch > lost_epoch,
+        "the claim after the loss ({new_epoch}) is not above the lost one ({lost_epoch})"
+    );
+    host.commit(&batch_of_one_reading(scope, 1.5))
+        .await
+        .expect("the batch of the partition claimed again is written");
+    let stored: Vec<f64> = redis_read::range(&mut conn, &raw_key)
+        .await
+        .into_values()
+        .collect();
+    assert_eq!(stored, vec![1.5]);
+    let next_offset = host.load_checkpoint(PARTITION).await.unwrap();
+    assert_eq!(next_offset.map(|c| c.next_offset), Some(1));
+}
+
+async fn owner_epoch(conn: &mut iot_host::store::RedisReader, owner_key: &str) -> i64 {
+    redis::cmd("GET")
+        .arg(owner_key)
+        .query_async(conn)
+        .await
+        .expect("the partition's owner epoch")
 }
 
 /// A second store on the same Redis and prefix: another host of the group.

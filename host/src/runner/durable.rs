@@ -315,7 +315,9 @@ async fn store_stage<T: Store, O: CommitObserver>(
 fn is_data_loss(error: &anyhow::Error) -> bool {
     matches!(
         error.downcast_ref::<StoreError>(),
-        Some(StoreError::DataLost { .. } | StoreError::Fenced { .. })
+        Some(
+            StoreError::DataLost { .. } | StoreError::Fenced { .. } | StoreError::ClaimLost { .. }
+        )
     )
 }
 

@@ -22,7 +22,9 @@ pub(super) async fn rebuild<S: Source>(
     durability: &mut Durability,
 ) -> anyhow::Result<()> {
     match lost.downcast_ref::<crate::store::StoreError>() {
-        Some(crate::store::StoreError::Fenced { .. }) => tracing::warn!("{lost:#}"),
+        Some(
+            crate::store::StoreError::Fenced { .. } | crate::store::StoreError::ClaimLost { .. },
+        ) => tracing::warn!("{lost:#}"),
         _ => tracing::error!("{lost:#}"),
     }
     let partitions = engine.partitions();

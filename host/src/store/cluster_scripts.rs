@@ -5,7 +5,9 @@
 //!
 //! Every script answers `OK`, or `FENCED` (a newer owner claimed the partition: nothing
 //! written), or `LOST` (what this writer wrote before is not there: the shard lost data;
-//! nothing written).
+//! nothing written), or, for a checkpoint, `CLAIM_LOST` (the partition's owner epoch is
+//! gone or older than the writer's: the shard lost the writer's claim, no one else made
+//! one; nothing written).
 
 /// What a guarded write found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,6 +15,7 @@ pub enum Outcome {
     Written,
     Fenced,
     Lost,
+    ClaimLost,
 }
 
 impl Outcome {
@@ -30,6 +33,7 @@ impl Outcome {
             "OK" => Ok(Outcome::Written),
             "FENCED" => Ok(Outcome::Fenced),
             "LOST" => Ok(Outcome::Lost),
+            "CLAIM_LOST" => Ok(Outcome::ClaimLost),
             other => anyhow::bail!("unexpected reply of a cluster write script: {other:?}"),
         }
     }
@@ -47,18 +51,6 @@ else
   redis.call('TS.ALTER', unpack(args))
 end
 return 'OK'
-";
-
-/// Claims a partition: its owner epoch becomes larger than any before it, and at least the
-/// claimer's clock in ms (so a shard that lost the owner key still hands out epochs above
-/// the ones written into site fences before the loss).
-/// KEYS[1]: the partition's owner key. ARGV[1]: the claimer's clock, ms since the epoch.
-/// Returns the new epoch as a string.
-pub const CLAIM: &str = r"
-local held = tonumber(redis.call('GET', KEYS[1]) or '0')
-local epoch = string.format('%.0f', math.max(held + 1, tonumber(ARGV[1])))
-redis.call('SET', KEYS[1], epoch)
-return epoch
 ";
 
 /// Writes one site's samples, fenced: a site's fence holds the owner epoch of the last
@@ -95,14 +87,20 @@ return 'OK'
 ";
 
 /// Writes a partition's checkpoint if the writer still owns the partition and the
-/// checkpoint is the one it wrote last.
+/// checkpoint is the one it wrote last. (Epochs are compared as numbers: they fit a Lua
+/// double exactly, being milliseconds since 1970.)
 /// KEYS[1]: the owner key; KEYS[2]: the checkpoint hash.
 /// ARGV[1]: the writer's owner epoch ('0': not fenced); ARGV[2]: the head this writer wrote
 /// last ('': none, or this write replaces the hash); ARGV[3]: '1' to replace the hash;
 /// ARGV[4], ARGV[5]: the head field and its new value; ARGV[6]: n, the number of changed
 /// site fields; ARGV[7..6+2n]: their names and values; the rest: site fields to delete.
 pub const WRITE_CHECKPOINT: &str = r"
-if ARGV[1] ~= '0' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return 'FENCED' end
+if ARGV[1] ~= '0' then
+  local owner = tonumber(redis.call('GET', KEYS[1]) or '0')
+  local mine = tonumber(ARGV[1])
+  if owner > mine then return 'FENCED' end
+  if owner < mine then return 'CLAIM_LOST' end
+end
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], ARGV[4]) ~= ARGV[2] then return 'LOST' end
 if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
 local set = {KEYS[2], ARGV[4], ARGV[5]}

@@ -21,7 +21,7 @@
 //! A batch is two rounds: the sites' writes (with the plugin builds), all sent at once and
 //! spread over the shards that serve them, then the partitions' checkpoints.
 //!
-//! Fencing: taking a partition over claims it (the `CLAIM` script: an owner epoch larger
+//! Fencing: taking a partition over claims it (`redis_common::claim_command`: an owner epoch larger
 //! than every earlier one). A checkpoint write checks the epoch is still this store's; a
 //! site write checks the site's fence is not newer than this store's epoch and moves it up
 //! to it. So once a new owner has written a site, an old owner (frozen past its session
@@ -45,7 +45,8 @@ use redis::cluster_async::ClusterConnection;
 
 use super::cluster_scripts::{self as scripts, Outcome};
 use super::redis_common::{
-    is_transient, labels, retention_ms, retry, retry_query, CONNECTION_TIMEOUT, RESPONSE_TIMEOUT,
+    claim_command, is_transient, labels, retention_ms, retry, retry_query, CONNECTION_TIMEOUT,
+    RESPONSE_TIMEOUT,
 };
 use super::{RedisStoreConfig, Store, StoreError};
 use crate::engine::checkpoint_format::{CheckpointWrite, StoredFields, HEAD_FIELD};
@@ -303,6 +304,7 @@ impl RedisClusterStore {
                     Outcome::Written => {}
                     Outcome::Fenced => fenced.extend(sites[site].partition),
                     Outcome::Lost => lost_sites.push(*site),
+                    Outcome::ClaimLost => anyhow::bail!("a site write answered CLAIM_LOST"),
                 }
             }
         }
@@ -323,11 +325,13 @@ impl RedisClusterStore {
         }))
         .await;
         let mut lost = Vec::new();
+        let mut claims_lost = Vec::new();
         for (write, reply) in checkpoints.iter().zip(checkpoint_replies) {
             match Outcome::parse(&reply?)? {
                 Outcome::Written => {}
                 Outcome::Fenced => fenced.push(write.partition),
                 Outcome::Lost => lost.push(write.partition),
+                Outcome::ClaimLost => claims_lost.push(write.partition),
             }
         }
         if !lost.is_empty() {
@@ -341,6 +345,14 @@ impl RedisClusterStore {
             fenced.sort_unstable();
             fenced.dedup();
             return Err(StoreError::Fenced { partitions: fenced }.into());
+        }
+        if !claims_lost.is_empty() {
+            // Written samples of theirs stay: the rebuild after the new claim replays the
+            // same records from the checkpoint and writes the same values over them.
+            return Err(StoreError::ClaimLost {
+                partitions: claims_lost,
+            }
+            .into());
         }
         self.to_create.clear();
         self.fenced_sites.extend(
@@ -405,15 +417,7 @@ impl Store for RedisClusterStore {
         partition: i32,
     ) -> anyhow::Result<Option<PartitionCheckpoint>> {
         let key = self.checkpoint_key(partition);
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let mut claim = redis::cmd("EVAL");
-        claim
-            .arg(scripts::CLAIM)
-            .arg(1)
-            .arg(self.owner_key(partition))
-            .arg(now_ms);
+        let claim = claim_command(&self.owner_key(partition));
         let epoch: i64 = retry_query("claim a partition", &mut self.conn, &claim).await?;
         self.epochs.insert(partition, epoch);
         let fields: Vec<(String, Vec<u8>)> = retry_query(

@@ -44,6 +44,16 @@ pub enum StoreError {
          group assigns them to it again"
     )]
     Fenced { partitions: Vec<i32> },
+    /// Redis no longer holds this host's claim of these partitions (their owner key is gone
+    /// or older: Redis restarted without its last writes, or failed over to a replica that
+    /// missed them): the batch was not written; the host claims them again and rebuilds
+    /// them from what the store holds. Not a fence: no other host claimed them.
+    #[error(
+        "Redis no longer holds this host's claim of partitions {partitions:?} (restarted \
+         without its last writes, or failed over to a replica behind?): the batch was not \
+         written; the host claims them again and rebuilds them from their checkpoints"
+    )]
+    ClaimLost { partitions: Vec<i32> },
 }
 
 fn describe_lost(lost: &[(i32, i64, Option<i64>)]) -> String {

@@ -1,5 +1,6 @@
 //! What the single-Redis and the cluster store share: which errors waiting cures, retrying
-//! until Redis is back, and the settings every series is created with.
+//! until Redis is back, the settings every series is created with, and how a partition is
+//! claimed.
 
 use std::time::Duration;
 
@@ -121,4 +122,28 @@ pub async fn retry_query<T: redis::FromRedisValue, C: redis::aio::ConnectionLike
             Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot {what}"))),
         }
     }
+}
+
+/// Claims a partition: its owner epoch becomes larger than any before it, and at least the
+/// claimer's clock in ms. The clock is what keeps fencing sound after Redis lost the owner
+/// key (restarted without its last writes, a failover to a replica behind): a plain `INCR`
+/// would hand out `1` again, an epoch an earlier owner may still believe is its own.
+/// KEYS[1]: the partition's owner key. ARGV[1]: the claimer's clock, ms since the epoch.
+/// Returns the new epoch as a string.
+const CLAIM_SCRIPT: &str = r"
+local held = tonumber(redis.call('GET', KEYS[1]) or '0')
+local epoch = string.format('%.0f', math.max(held + 1, tonumber(ARGV[1])))
+redis.call('SET', KEYS[1], epoch)
+return epoch
+";
+
+/// The command that claims the partition whose owner key is `owner_key` (see
+/// `CLAIM_SCRIPT`); its reply is the new owner epoch.
+pub fn claim_command(owner_key: &str) -> redis::Cmd {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut claim = redis::cmd("EVAL");
+    claim.arg(CLAIM_SCRIPT).arg(1).arg(owner_key).arg(now_ms);
+    claim
 }

@@ -15,14 +15,20 @@
 //! `<prefix>_plugin:<sha256>`. Instances of one consumer group share Redis;
 //! each writes only the sites of its own partitions.
 //!
-//! Fencing: taking a partition over (reading its checkpoint) claims it: `INCR` of
-//! `<prefix>_owner:<topic>:<partition>` gives this store the partition's new owner epoch.
-//! Every batch WATCHes the owner keys of its partitions and checks they still hold this
-//! store's epochs before its MULTI/EXEC; a newer claim (another host took the partition
-//! over, e.g. while this one was frozen past its session timeout) fails the batch as
-//! [`StoreError::Fenced`] and writes nothing of it. A claim landing between the check and
-//! the EXEC aborts the EXEC (WATCH). Not covered: a reconnect between the check and the
-//! EXEC drops the WATCH, so that one batch is written unchecked.
+//! Fencing: taking a partition over (reading its checkpoint) claims it: `claim_command` on
+//! `<prefix>_owner:<topic>:<partition>` gives this store the partition's new owner epoch
+//! (larger than every earlier one). Every batch WATCHes the owner keys of its partitions
+//! and checks they still hold this store's epochs before its MULTI/EXEC:
+//! - a newer claim (another host took the partition over, e.g. while this one was frozen
+//!   past its session timeout) fails the batch as [`StoreError::Fenced`], nothing written;
+//! - an epoch gone or older is a claim Redis lost (restarted without its last writes), not
+//!   a fence: [`StoreError::ClaimLost`], nothing written, and the runner claims again;
+//! - a claim landing between the check and the EXEC aborts the EXEC (WATCH); the owners are
+//!   then read again to tell it from an abort with every claim intact (`SpuriousAbort`,
+//!   retried).
+//!
+//! Not covered: a reconnect between the check and the EXEC drops the WATCH, so that one
+//! batch is written unchecked.
 //!
 //! Retention: `raw` series keep `raw_retention` (RETENTION, relative to each series' newest
 //! sample), every other series keeps everything.
@@ -43,8 +49,8 @@ use iot_protocol::series::KeyLayout;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::redis_common::{
-    is_transient, labels, retention_ms, retry, retry_query, CONNECTION_TIMEOUT, MAX_RETRY_DELAY,
-    RESPONSE_TIMEOUT,
+    claim_command, is_transient, labels, retention_ms, retry, retry_query, CONNECTION_TIMEOUT,
+    MAX_RETRY_DELAY, RESPONSE_TIMEOUT,
 };
 use super::{Store, StoreError};
 use crate::engine::checkpoint_format::{
@@ -301,13 +307,8 @@ impl Store for RedisStore {
         let key = self.checkpoint_key(partition);
         // Reading the checkpoint takes the partition over: claim it first, so a host that
         // still holds it can write nothing after this read.
-        let owner = self.owner_key(partition);
-        let epoch: i64 = retry_query(
-            "claim a partition",
-            &mut self.conn,
-            redis::cmd("INCR").arg(&owner),
-        )
-        .await?;
+        let claim = claim_command(&self.owner_key(partition));
+        let epoch: i64 = retry_query("claim a partition", &mut self.conn, &claim).await?;
         self.epochs.insert(partition, epoch);
         let kind: String = retry_query(
             "read a checkpoint",
@@ -385,6 +386,11 @@ impl Store for RedisStore {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
+                Err(e) if e.is::<SpuriousAbort>() => {
+                    tracing::debug!("{e}; retrying the batch");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
+                }
                 Err(e) => return Err(e.context("writing a batch to RedisTimeSeries")),
             }
         }
@@ -397,14 +403,29 @@ impl RedisStore {
         // one pipeline), then the transaction.
         let checks = self.watch_and_check(effects).await?;
         let checked = self.check_server(checks.run_id).await;
-        let fenced = checks.fenced;
-        if checked.is_err() || !fenced.is_empty() {
+        let Checks {
+            taken_over,
+            claims_lost,
+            ..
+        } = checks;
+        if checked.is_err() || !taken_over.is_empty() || !claims_lost.is_empty() {
             let _: () = redis::cmd("UNWATCH").query_async(&mut self.conn).await?;
             checked?;
             // Nothing of the batch is written, not even its new series: create them before
             // the next batch that is (the engine announces each only once).
             self.to_create.extend_from_slice(&effects.new_series);
-            return Err(StoreError::Fenced { partitions: fenced }.into());
+            // Another host's claim wins over a lost one of ours: the runner then leaves
+            // those and claims the rest again anyway.
+            if !taken_over.is_empty() {
+                return Err(StoreError::Fenced {
+                    partitions: taken_over,
+                }
+                .into());
+            }
+            return Err(StoreError::ClaimLost {
+                partitions: claims_lost,
+            }
+            .into());
         }
         if self.recreate_series {
             let all: Vec<SeriesDef> = self.series.iter().flatten().cloned().collect();
@@ -426,10 +447,7 @@ impl RedisStore {
         let replies: Option<Vec<redis::Value>> = pipe.query_async(&mut conn).await?;
         match replies {
             Some(replies) => check_madd_replies(&replies),
-            None => Err(StoreError::Fenced {
-                partitions: effects.checkpoints.iter().map(|c| c.partition).collect(),
-            }
-            .into()),
+            None => Err(self.why_aborted(effects).await),
         }
     }
 
@@ -455,8 +473,10 @@ impl RedisStore {
     }
 
     /// In one round trip: the server's `run_id`, and a WATCH of the owner keys of the
-    /// batch's partitions with their values; the partitions claimed by someone else since
-    /// this store claimed them are `fenced`.
+    /// batch's partitions with their values. A partition whose owner epoch is newer than
+    /// this store's claim was `taken_over` by another host; one whose epoch is gone or
+    /// older had its claim lost by Redis (`claims_lost`: epochs only grow, see
+    /// `claim_command`).
     async fn watch_and_check(&mut self, effects: &Effects) -> anyhow::Result<Checks> {
         let partitions: Vec<i32> = effects
             .checkpoints
@@ -466,6 +486,9 @@ impl RedisStore {
             .collect();
         let keys: Vec<String> = partitions.iter().map(|&p| self.owner_key(p)).collect();
         let mut pipe = redis::pipe();
+        // A WATCH of an earlier attempt may linger on this connection, marked touched (see
+        // `SpuriousAbort`): start from none.
+        pipe.cmd("UNWATCH").ignore();
         pipe.cmd("INFO").arg("server");
         if !keys.is_empty() {
             pipe.cmd("WATCH").arg(&keys).ignore();
@@ -483,20 +506,86 @@ impl RedisStore {
             Some(reply) => redis::from_redis_value(reply)?,
             None => Vec::new(),
         };
-        let fenced = partitions
-            .into_iter()
-            .zip(owners)
-            .filter(|(p, owner)| *owner != Some(self.epochs[p]))
-            .map(|(p, _)| p)
+        let (taken_over, claims_lost) = self.compare_claims(&partitions, &owners);
+        Ok(Checks {
+            run_id,
+            taken_over,
+            claims_lost,
+        })
+    }
+
+    /// Of `partitions` and the owner epochs found for them: those another host claimed
+    /// since this store did, and those whose claim Redis lost.
+    fn compare_claims(&self, partitions: &[i32], owners: &[Option<i64>]) -> (Vec<i32>, Vec<i32>) {
+        let (mut taken_over, mut claims_lost) = (Vec::new(), Vec::new());
+        for (&p, owner) in partitions.iter().zip(owners) {
+            let ours = self.epochs[&p];
+            match *owner {
+                Some(epoch) if epoch == ours => {}
+                Some(epoch) if epoch > ours => taken_over.push(p),
+                _ => claims_lost.push(p),
+            }
+        }
+        (taken_over, claims_lost)
+    }
+
+    /// The batch's EXEC was aborted: a watched owner key was touched between the check and
+    /// the EXEC. Reads the owners again to say why: a newer claim ([`StoreError::Fenced`]),
+    /// a lost one ([`StoreError::ClaimLost`]), or none of these ([`SpuriousAbort`]).
+    async fn why_aborted(&mut self, effects: &Effects) -> anyhow::Error {
+        let partitions: Vec<i32> = effects
+            .checkpoints
+            .iter()
+            .map(|c| c.partition)
+            .filter(|p| self.epochs.contains_key(p))
             .collect();
-        Ok(Checks { run_id, fenced })
+        let keys: Vec<String> = partitions.iter().map(|&p| self.owner_key(p)).collect();
+        let owners: Vec<Option<i64>> = match redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut self.conn)
+            .await
+        {
+            Ok(owners) => owners,
+            Err(e) => return e.into(),
+        };
+        let (taken_over, claims_lost) = self.compare_claims(&partitions, &owners);
+        if !taken_over.is_empty() {
+            StoreError::Fenced {
+                partitions: taken_over,
+            }
+            .into()
+        } else if !claims_lost.is_empty() {
+            StoreError::ClaimLost {
+                partitions: claims_lost,
+            }
+            .into()
+        } else {
+            SpuriousAbort.into()
+        }
     }
 }
+
+/// A batch's EXEC was aborted although every owner key still holds this store's claim.
+/// Redis marks a watched key touched whenever a command writes it, and a Redis replaying
+/// its append-only file after a restart writes every key it loads: a WATCH that reached it
+/// while it loaded (WATCH is served during loading; the MGET beside it was refused, and the
+/// attempt retried) aborts the next EXEC on that connection. Nothing was written; the batch
+/// is retried (each attempt starts with UNWATCH). Seen in the outage test, where it was
+/// taken for another host's claim and the host fenced itself for good.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the batch's transaction was aborted although this host's claims still hold (Redis \
+     reloading its data?)"
+)]
+struct SpuriousAbort;
 
 /// What is checked before a batch's transaction.
 struct Checks {
     run_id: String,
-    fenced: Vec<i32>,
+    /// Partitions another host claimed after this store did.
+    taken_over: Vec<i32>,
+    /// Partitions whose claim by this store Redis no longer holds.
+    claims_lost: Vec<i32>,
 }
 
 fn check_madd_replies(replies: &[redis::Value]) -> anyhow::Result<()> {
