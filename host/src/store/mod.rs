@@ -2,7 +2,8 @@
 //! ones write RedisTimeSeries: [`RedisStore`] to one Redis, [`RedisClusterStore`] to a Redis
 //! Cluster, and [`RedisSink`] is whichever of the two `REDIS_URL` points at.
 //!
-//! Layout: `redis_store.rs` (one Redis: a batch is one MULTI/EXEC), `cluster_store.rs` and
+//! Layout: `redis_store/` (one Redis: a batch is one MULTI/EXEC; `checks.rs`, what a batch
+//! checks first: the same server, nothing lost, its claims), `cluster_store.rs` and
 //! `cluster_scripts.rs` (a cluster: per-site scripts, then the checkpoints), `redis_common.rs`
 //! (retries, series settings), `sink.rs` (choosing one), `reader.rs` (reading either, for the live page and tests).
 
