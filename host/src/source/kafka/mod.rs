@@ -145,6 +145,10 @@ impl KafkaSource {
             log.newly_assigned.clear();
             log.assigned.drain().collect()
         };
+        let owned = &crate::metrics::global().partition_owned;
+        for &partition in &revoked {
+            owned.remove(&crate::metrics::PartitionLabels { partition });
+        }
         self.batch.clear();
         self.at_end.clear();
         self.consumer = new_consumer(&self.config, &self.log, &self.rebalanced)?;
