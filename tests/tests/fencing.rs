@@ -210,9 +210,11 @@ async fn claim_lost_is_claimed_again(scope: &TestScope, mut host: impl Store) {
         "the batch of a lost claim wrote its checkpoint"
     );
 
-    // An epoch is at least the claimer's clock in ms: a claim in the same millisecond as
-    // the lost one could tie with it, so this one is made a few ms later.
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // An epoch is at least the claimer's clock in ms, so a claim in the same millisecond
+    // as the lost one could tie with it: claim again once the clock has passed it.
+    while now_ms() <= lost_epoch {
+        tokio::task::yield_now().await;
+    }
     assert!(host.load_checkpoint(PARTITION).await.unwrap().is_none());
     let new_epoch = owner_epoch(&mut conn, &owner_key).await;
     assert!(
@@ -229,6 +231,13 @@ async fn claim_lost_is_claimed_again(scope: &TestScope, mut host: impl Store) {
     assert_eq!(stored, vec![1.5]);
     let next_offset = host.load_checkpoint(PARTITION).await.unwrap();
     assert_eq!(next_offset.map(|c| c.next_offset), Some(1));
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_millis() as i64
 }
 
 async fn owner_epoch(conn: &mut iot_host::store::RedisReader, owner_key: &str) -> i64 {

@@ -98,13 +98,10 @@ impl ConsumerContext for GroupContext {
         rebalance: &Rebalance<'_>,
     ) {
         let mut log = self.log.lock().expect("rebalance log");
-        let owned = &crate::metrics::global().partition_owned;
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 for p in tpl.elements() {
-                    owned.remove(&crate::metrics::PartitionLabels {
-                        partition: p.partition(),
-                    });
+                    set_owned(p.partition(), false);
                     log.revoked.push(p.partition());
                     log.assigned.remove(&p.partition());
                     // Assigned and revoked before the runner heard of it: not assigned now
@@ -115,11 +112,7 @@ impl ConsumerContext for GroupContext {
             }
             Rebalance::Assign(tpl) => {
                 for p in tpl.elements() {
-                    owned
-                        .get_or_create(&crate::metrics::PartitionLabels {
-                            partition: p.partition(),
-                        })
-                        .set(1);
+                    set_owned(p.partition(), true);
                     log.assigned.insert(p.partition());
                     log.newly_assigned.push(p.partition());
                 }
@@ -211,4 +204,15 @@ pub(super) fn new_consumer(
         .subscribe(&[&config.topic])
         .with_context(|| format!("cannot subscribe to topic {:?}", config.topic))?;
     Ok(consumer)
+}
+
+/// `iot_partition_owned` for one partition: 1 while this host holds it, no gauge after.
+pub(super) fn set_owned(partition: i32, owned: bool) {
+    let gauges = &crate::metrics::global().partition_owned;
+    let labels = crate::metrics::PartitionLabels { partition };
+    if owned {
+        gauges.get_or_create(&labels).set(1);
+    } else {
+        gauges.remove(&labels);
+    }
 }

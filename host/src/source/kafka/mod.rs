@@ -29,7 +29,7 @@ mod group;
 
 pub use group::STATISTICS_INTERVAL_MS;
 pub(crate) use group::{is_end_of_partition, report_client_error};
-use group::{new_consumer, GroupContext, RebalanceLog};
+use group::{new_consumer, set_owned, GroupContext, RebalanceLog};
 
 use super::{Source, SourceEvent};
 use crate::engine::SourceRecord;
@@ -145,9 +145,8 @@ impl KafkaSource {
             log.newly_assigned.clear();
             log.assigned.drain().collect()
         };
-        let owned = &crate::metrics::global().partition_owned;
         for &partition in &revoked {
-            owned.remove(&crate::metrics::PartitionLabels { partition });
+            set_owned(partition, false);
         }
         self.batch.clear();
         self.at_end.clear();

@@ -92,13 +92,7 @@ impl RedisStore {
     /// older had its claim lost by Redis (`claims_lost`: epochs only grow, see
     /// `claim_command`).
     pub(super) async fn watch_and_check(&mut self, effects: &Effects) -> anyhow::Result<Checks> {
-        let partitions: Vec<i32> = effects
-            .checkpoints
-            .iter()
-            .map(|c| c.partition)
-            .filter(|p| self.epochs.contains_key(p))
-            .collect();
-        let keys: Vec<String> = partitions.iter().map(|&p| self.owner_key(p)).collect();
+        let (partitions, keys) = self.claimed_in(effects);
         let mut pipe = redis::pipe();
         // A WATCH of an earlier attempt may linger on this connection, marked touched (see
         // `SpuriousAbort`): start from none.
@@ -128,6 +122,18 @@ impl RedisStore {
         })
     }
 
+    /// The batch's partitions this store claimed, and their owner keys.
+    fn claimed_in(&self, effects: &Effects) -> (Vec<i32>, Vec<String>) {
+        let partitions: Vec<i32> = effects
+            .checkpoints
+            .iter()
+            .map(|c| c.partition)
+            .filter(|p| self.epochs.contains_key(p))
+            .collect();
+        let keys = partitions.iter().map(|&p| self.owner_key(p)).collect();
+        (partitions, keys)
+    }
+
     /// Of `partitions` and the owner epochs found for them: those another host claimed
     /// since this store did, and those whose claim Redis lost.
     pub(super) fn compare_claims(
@@ -151,13 +157,7 @@ impl RedisStore {
     /// the EXEC. Reads the owners again to say why: a newer claim ([`StoreError::Fenced`]),
     /// a lost one ([`StoreError::ClaimLost`]), or none of these ([`SpuriousAbort`]).
     pub(super) async fn why_aborted(&mut self, effects: &Effects) -> anyhow::Error {
-        let partitions: Vec<i32> = effects
-            .checkpoints
-            .iter()
-            .map(|c| c.partition)
-            .filter(|p| self.epochs.contains_key(p))
-            .collect();
-        let keys: Vec<String> = partitions.iter().map(|&p| self.owner_key(p)).collect();
+        let (partitions, keys) = self.claimed_in(effects);
         let owners: Vec<Option<i64>> = match redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut self.conn)
